@@ -1,0 +1,1 @@
+"""clearance: pre-execution authorization for autonomous AI agents."""

@@ -1,0 +1,115 @@
+"""The clearance error hierarchy.
+
+Every failure that crosses a public entry point is a subclass of :class:`Error`,
+split by who is at fault (the style of python-tuf):
+
+* :class:`InputError` — the caller sent something malformed (an intent, a file,
+  a command-line argument). The message says how to fix it.
+* :class:`PolicyError` — a bundle failed to load or validate, or a rule failed.
+* :class:`Denied` / :class:`ApprovalRequired` — the gate refused; these carry
+  the decision so the caller can show the reasons.
+* :class:`InvalidGrant` — one opaque error for every grant failure, so an
+  untrusted caller learns nothing about which check failed (the precise reason
+  is kept in ``reason`` for the audit log, never in ``str()``).
+* :class:`LedgerError` — the log could not be read or written (infrastructure).
+* :class:`TamperError` — stored or received log data does not verify.
+
+Foreign exceptions (sqlite3, jwt, cryptography, cel) never reach a caller raw:
+each module wraps them into one of these.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class Error(Exception):
+    """Root of every error clearance raises on purpose."""
+
+    def diagnostics(self) -> str:
+        """A human-readable explanation, suitable for printing on a terminal."""
+        return str(self)
+
+
+class InputError(Error, ValueError):
+    """Caller-supplied input is malformed, oversized, or has unknown fields."""
+
+
+class PolicyError(Error):
+    """A policy bundle could not be loaded, validated or evaluated."""
+
+
+class SigningKeyError(Error):
+    """A signing key is missing, unreadable or malformed (fail-closed rule 5)."""
+
+
+class LedgerError(Error):
+    """The ledger could not be read or appended to (fail-closed rule 4)."""
+
+
+class TamperError(LedgerError):
+    """Stored or received log data does not verify: a hash, proof or signature differs.
+
+    ``index`` names the first leaf index at which the difference was found, when known.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class ProofError(Error):
+    """A Merkle proof, checkpoint or receipt failed verification.
+
+    ``step`` names the verification step that failed (for example ``"signature"``,
+    ``"inclusion"``, ``"leaf-hash"``), so offline verifiers can say precisely what broke.
+    """
+
+    def __init__(self, message: str, *, step: str = "proof") -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class InvalidGrant(Error):
+    """A grant failed verification. ``str()`` is deliberately opaque.
+
+    ``reason`` holds the precise cause (bad signature, expired, replayed, ...) for
+    the audit log; never show it to an untrusted caller (DESIGN §4).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("grant rejected")
+        self.reason = reason
+
+    def diagnostics(self) -> str:
+        return f"grant rejected: {self.reason}"
+
+
+class GateError(Error):
+    """The gate could not reach a decision; the action is denied (fail-closed rule 9)."""
+
+
+class Denied(Error):
+    """The gate denied an intent. ``decision`` holds the effect, rule ids and messages."""
+
+    def __init__(self, message: str, *, decision: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.decision: Mapping[str, Any] = decision or {}
+
+    @property
+    def reasons(self) -> list[str]:
+        """The rule ids (or gate reasons) that decided the denial."""
+        return [str(r) for r in self.decision.get("reasons", [])]
+
+
+class ApprovalRequired(Denied):
+    """The policy requires a human approval first; ``approval_id`` names the pending record."""
+
+    def __init__(
+        self, message: str, *, approval_id: str, decision: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, decision=decision)
+        self.approval_id = approval_id

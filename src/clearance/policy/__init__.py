@@ -1,0 +1,1 @@
+"""Policy evaluation: the PolicyEngine protocol and the default CEL engine over YAML bundles."""
