@@ -49,11 +49,37 @@ def _fast_path_ok(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _ints_as_doubles(value: Any, depth: int = 0) -> Any:
+    """Turn integers beyond 2**53-1 that are a double's JCS text into that double.
+
+    JCS numbers are IEEE-754 doubles (RFC 8785 §3.2.2.3), so ``1e16`` written
+    by JCS reads back as the integer ``10000000000000000``; it must canonicalize
+    to the same bytes again. Other large integers stay, and are refused.
+    """
+    if depth > 64:
+        return value
+    kind = type(value)
+    if kind is int and not -_SAFE_INT <= value <= _SAFE_INT:
+        try:
+            as_float = float(value)
+            same = rfc8785.dumps(as_float) == str(value).encode("ascii")
+        except (OverflowError, rfc8785.CanonicalizationError):
+            return value
+        return as_float if same else value
+    if kind is dict:
+        return {k: _ints_as_doubles(v, depth + 1) for k, v in value.items()}
+    if kind is list:
+        return [_ints_as_doubles(v, depth + 1) for v in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``.
 
     Raises InputError for values JSON cannot carry canonically (NaN, integers
-    beyond 2**53-1, lone surrogates, non-string keys, unsupported types).
+    beyond 2**53-1 that no double holds exactly, lone surrogates, non-string
+    keys, unsupported types). Integers a double holds exactly are serialized as
+    that double, so canonical JSON read back re-canonicalizes to the same bytes.
     """
     if _fast_path_ok(value):
         try:
@@ -61,7 +87,7 @@ def canonical_json(value: Any) -> bytes:
         except UnicodeEncodeError as exc:
             raise InputError(f"value is not valid Unicode: {exc.reason}") from None
     try:
-        return rfc8785.dumps(value)
+        return rfc8785.dumps(_ints_as_doubles(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise InputError(f"value cannot be canonicalized as JSON (RFC 8785): {exc}") from None
 
