@@ -102,7 +102,10 @@ class Denied(Error):
     @property
     def reasons(self) -> list[str]:
         """The rule ids (or gate reasons) that decided the denial."""
-        return [str(r) for r in self.decision.get("reasons", [])]
+        return [
+            str(r.get("rule")) if isinstance(r, dict) else str(r)
+            for r in self.decision.get("reasons", [])
+        ]
 
 
 class ApprovalRequired(Denied):

@@ -15,7 +15,7 @@ consumes the ``jti`` (so a rejected token never burns a grant id):
 1. the token is a well-formed compact JWS of bounded size;
 2. the header holds only ``alg``, ``kid`` and ``typ``; ``alg`` is exactly
    ``EdDSA`` (no ``none``, HMAC, RSA or ECDSA: the verification key is chosen
-   by ``kid`` from Ed25519 keys only, and PyJWT is limited to EdDSA too);
+   by ``kid`` from Ed25519 keys only);
 3. ``kid`` names a known key and the Ed25519 signature verifies;
 4. the payload is a JSON object with exactly the twelve claims, each of the
    right type (unknown claims are rejected, not ignored);
@@ -30,6 +30,15 @@ opaque ``"grant rejected"`` and whose ``reason`` is precise, for the audit log
 only (DESIGN §4: no error oracle). Programmer misuse (a leeway above
 :data:`MAX_LEEWAY`, a non-finite clock) raises ``ValueError``. Time is always
 an argument.
+
+Why the compact serialization is assembled here rather than by PyJWT: a grant
+is signed and verified on every governed call, and PyJWT's per-character
+base64url validation and generic algorithm dispatch cost more than the
+Ed25519 operation itself (measured: ~110 µs to sign and ~90 µs of overhead per
+verify, against ~60 µs and ~190 µs for the raw signature). RFC 7515 §7.1 is
+three base64url segments joined by dots; the signature is computed by
+``cryptography`` over ``ASCII(header "." payload)`` (RFC 8037 §3.1). Tests
+check interoperability both ways with PyJWT.
 """
 
 from __future__ import annotations
@@ -41,13 +50,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from jwt.api_jws import PyJWS
-from jwt.exceptions import InvalidSignatureError, PyJWTError
 
 from clearance.errors import InputError, InvalidGrant, SigningKeyError
 from clearance.intent import Intent
-from clearance.keys import SigningKey, b64url_decode
+from clearance.keys import SigningKey, b64url_decode, b64url_encode
 from clearance.replay import ReplayGuard
 
 CLAIMS: Final[tuple[str, ...]] = (
@@ -78,8 +86,17 @@ ALGORITHM: Final[str] = "EdDSA"
 _INT_CLAIMS: Final = frozenset({"iat", "nbf", "exp", "lix"})
 _CLAIM_SET: Final = frozenset(CLAIMS)
 _HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
-# The only algorithm this PyJWS instance knows: defence in depth behind the explicit alg check.
-_JWS: Final = PyJWS(algorithms=[ALGORITHM])
+_HEADER_CACHE: dict[str, str] = {}
+
+
+def _encoded_header(kid: str) -> str:
+    """The protected header for ``kid``, base64url-encoded (cached: it never changes)."""
+    encoded = _HEADER_CACHE.get(kid)
+    if encoded is None:
+        header = {"alg": ALGORITHM, "kid": kid, "typ": "JWT"}
+        encoded = b64url_encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
+        _HEADER_CACHE[kid] = encoded
+    return encoded
 
 
 def new_jti() -> str:
@@ -178,10 +195,12 @@ def issue_grant(key: SigningKey, claims: GrantClaims) -> str:
     if not 0 < lifetime <= MAX_ISSUE_LIFETIME or claims.exp - claims.iat > MAX_ISSUE_LIFETIME:
         raise ValueError(f"grant lifetime must be within (0, {MAX_ISSUE_LIFETIME}] seconds")
     payload = json.dumps(claims.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    signing_input = f"{_encoded_header(key.kid)}.{b64url_encode(payload)}"
     try:
-        return _JWS.encode(payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
-    except (PyJWTError, ValueError, TypeError) as exc:
+        signature = key.private_key.sign(signing_input.encode("ascii"))
+    except (ValueError, TypeError) as exc:
         raise SigningKeyError(f"cannot sign grant: {exc}") from None
+    return f"{signing_input}.{b64url_encode(signature)}"
 
 
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -224,12 +243,18 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
     if key is None:
         raise InvalidGrant(f"unknown kid {_short(kid)}")
     try:
-        decoded = _JWS.decode_complete(token, key=key, algorithms=[ALGORITHM])
-        payload = json.loads(decoded["payload"], object_pairs_hook=_no_duplicate_members)
-    except InvalidSignatureError:
-        raise InvalidGrant(f"bad signature (kid {kid})") from None
-    except (PyJWTError, ValueError, TypeError, RecursionError) as exc:
+        signature = b64url_decode(segments[2])
+        payload_bytes = b64url_decode(segments[1])
+    except ValueError as exc:
         raise InvalidGrant(f"malformed token: {exc}") from None
+    try:
+        key.verify(signature, f"{segments[0]}.{segments[1]}".encode("ascii"))
+    except (InvalidSignature, ValueError, UnicodeEncodeError):
+        raise InvalidGrant(f"bad signature (kid {kid})") from None
+    try:
+        payload = json.loads(payload_bytes, object_pairs_hook=_no_duplicate_members)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidGrant(f"malformed token payload: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidGrant("malformed token: payload is not a JSON object")
     return payload

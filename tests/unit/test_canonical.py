@@ -23,17 +23,20 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 ascii_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-SAFE, max_value=SAFE)
-    | st.text(alphabet=st.characters(max_codepoint=0x10FFFF, exclude_categories=("Cs",))),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children),
+    | st.text(alphabet=st.characters(max_codepoint=0x10FFFF, exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8), children)
+    ),
     max_leaves=25,
 )
 

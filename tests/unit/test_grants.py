@@ -132,6 +132,35 @@ def test_issue_then_verify(key: SigningKey, keys: dict[str, Ed25519PublicKey], g
     assert _verify(token, keys, guard) == claims
 
 
+def test_pyjwt_verifies_our_grants(key: SigningKey) -> None:
+    """Interoperability: a standard JWT library accepts what we issue (RFC 7519/8037)."""
+    import jwt
+
+    claims = GrantClaims(**_claims())
+    token = issue_grant(key, claims)
+    decoded = jwt.decode(
+        token,
+        key.private_key.public_key(),
+        algorithms=["EdDSA"],
+        audience=AUD,
+        options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+    )
+    assert decoded == claims.to_json()
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": key.kid, "typ": "JWT"}
+
+
+def test_we_verify_grants_encoded_by_pyjwt(
+    key: SigningKey, keys: dict[str, Ed25519PublicKey], guard: Any
+) -> None:
+    import jwt
+
+    claims = GrantClaims(**_claims())
+    token = jwt.encode(
+        claims.to_json(), key.private_key, algorithm="EdDSA", headers={"kid": key.kid}
+    )
+    assert _verify(token, keys, guard) == claims
+
+
 def test_issued_header_and_claims_are_exactly_the_contract(key: SigningKey) -> None:
     token = issue_grant(key, GrantClaims(**_claims()))
     header_segment, payload_segment, signature = token.split(".")

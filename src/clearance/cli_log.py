@@ -1,0 +1,195 @@
+"""``clearance log …``: the ledger's verifier key, checkpoints, audit, consistency and contents.
+
+The log is an RFC 9162 Merkle tree whose checkpoints are C2SP tlog-checkpoint
+signed notes. ``log verify`` recomputes everything from the stored leaves;
+``log consistency`` proves (RFC 9162 §2.1.4) that the current log extends a
+checkpoint saved earlier, which is how an auditor detects a rewritten history.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from clearance.cli_common import CheckFailed, HomeOption, out, print_json, read_text, short
+from clearance.errors import InputError, ProofError, TamperError
+
+log_app = typer.Typer(
+    help="Inspect and audit the ledger: vkey, checkpoints, full verification, contents.",
+    no_args_is_help=True,
+)
+
+
+def _open(home: Path | None) -> Any:
+    from clearance.home import Home, find_home
+    from clearance.local import open_ledger
+
+    return open_ledger(Home.load(find_home(home)))
+
+
+@log_app.command("vkey")
+def vkey(home: HomeOption = None) -> None:
+    """Print the log's verifier key (C2SP vkey), which checks checkpoints and receipts.
+
+    Publish it: anyone holding it can verify receipts offline with
+    `clearance verify RECEIPT --vkey KEY`.
+    """
+    from clearance.home import Home, find_home
+
+    located = Home.load(find_home(home))
+    text = read_text(located.log_vkey_path, "log vkey file", limit=4096).strip()
+    typer.echo(text)
+
+
+@log_app.command("checkpoint")
+def checkpoint(home: HomeOption = None) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note) covering the whole log.
+
+    Save the output: later, `clearance log consistency SAVED_FILE` proves the
+    log still extends it, i.e. that no entry before it was changed or removed.
+    """
+    with _open(home) as ledger:
+        size = ledger.size()
+        if size == 0:
+            raise InputError("the ledger is empty, so there is no checkpoint yet")
+        latest = ledger.latest_checkpoint()
+        if latest is None or latest.size < size:
+            latest = ledger.checkpoint_covering(size - 1, timeout=2.0)
+    typer.echo(latest.note, nl=False)
+
+
+@log_app.command("verify")
+def verify(home: HomeOption = None) -> None:
+    """Audit the whole log: recompute every leaf hash, subtree and checkpoint.
+
+    Checks that each stored entry is canonical JSON whose leaf hash matches,
+    that the stored tree rebuilds from the leaves, and that every stored
+    checkpoint is validly signed and consistent with the tree. On failure it
+    names the first bad leaf index and exits with status 1.
+    """
+    from clearance.home import Home, find_home
+    from clearance.ledger.audit import verify as audit
+
+    located = Home.load(find_home(home))
+    if not located.ledger_path.is_file():
+        raise InputError(f"no ledger at {located.ledger_path}; nothing has been logged yet")
+    vkey_text = read_text(located.log_vkey_path, "log vkey file", limit=4096).strip()
+    report = audit(located.ledger_path, vkey=vkey_text, origin=located.settings.origin)
+    if not report.ok:
+        where = f" at index {report.first_bad_index}" if report.first_bad_index is not None else ""
+        more = f" ({len(report.problems)} problems in all)" if len(report.problems) > 1 else ""
+        raise CheckFailed(f"log verification FAILED{where}: {report.message}{more}")
+    out.print(
+        f"[bold green]OK[/] {report.size} entries and {report.checkpoints} checkpoints verify "
+        f"against {vkey_text.split('+')[0]}"
+    )
+
+
+@log_app.command("consistency")
+def consistency(
+    saved: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SAVED_CHECKPOINT_FILE",
+            help="A checkpoint saved earlier with `clearance log checkpoint`.",
+        ),
+    ],
+    home: HomeOption = None,
+) -> None:
+    """Prove that the current log extends a checkpoint you saved earlier (RFC 9162 §2.1.4).
+
+    The saved checkpoint's signature and origin are checked against this
+    log's key, then a consistency proof from its tree to the current signed
+    tree is computed and verified. A failure means history was rewritten:
+    exit status 1.
+    """
+    from clearance.ledger.audit import check_consistency_with
+    from clearance.ledger.checkpoint import NoteVerifier
+
+    note = read_text(saved, "checkpoint file", limit=1 << 20)
+    try:
+        with _open(home) as ledger:
+            verifier = NoteVerifier.from_vkey(ledger.vkey)
+            head = check_consistency_with(ledger, note, verifier)
+            saved_size = ledger_size_of(note, verifier, ledger.origin)
+    except ProofError as exc:
+        raise CheckFailed(f"consistency FAILED (step '{exc.step}'): {exc}") from None
+    except TamperError as exc:
+        where = f" (first affected index {exc.index})" if exc.index is not None else ""
+        raise CheckFailed(f"consistency FAILED{where}: {exc}") from None
+    out.print(
+        f"[bold green]OK[/] the log at size {head.size} (root "
+        f"{base64.b64encode(head.root).decode('ascii')}) extends the saved checkpoint "
+        f"at size {saved_size}"
+    )
+
+
+def ledger_size_of(note: str, verifier: Any, origin: str) -> int:
+    """The tree size a (verified) checkpoint note commits to."""
+    from clearance.ledger.checkpoint import parse_checkpoint
+
+    return parse_checkpoint(note, verifier, origin=origin).size
+
+
+def summarize(entry: Mapping[str, Any]) -> str:
+    """One line describing an entry, for tables."""
+    kind = entry.get("type")
+    if kind == "decision":
+        intent = entry.get("intent") or {}
+        rules = ",".join(
+            str(r.get("rule") if isinstance(r, Mapping) else r) for r in entry.get("reasons") or []
+        )
+        return f"{entry.get('effect')} {intent.get('action')} [{rules or 'no rule matched'}]"
+    if kind == "execution":
+        detail = entry.get("error_type") or entry.get("result_digest") or ""
+        return f"{entry.get('status')} {short(detail, 40)}".strip()
+    if kind == "policy":
+        return f"bundle {short(entry.get('digest'), 24)}"
+    if kind == "key":
+        return f"grant key {entry.get('kid')}"
+    if kind == "trace":
+        mandate = entry.get("mandate") or {}
+        return f"mandate: {short(mandate.get('text', ''), 50)}"
+    if kind == "approval":
+        return f"approval {entry.get('approval_id')} {entry.get('status')}"
+    return ""
+
+
+@log_app.command("show")
+def show(
+    start: Annotated[int, typer.Option("--from", min=0, help="First leaf index to show.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many entries to show.")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the entries as JSON (with their index).")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """List ledger entries: index, type, time, request id and a one-line summary."""
+    with _open(home) as ledger:
+        size = ledger.size()
+        rows = list(ledger.scan(start, min(size, start + limit)))
+    if as_json:
+        print_json([{"index": r.index, "entry": dict(r.entry)} for r in rows])
+        return
+    table = Table(title=f"Ledger entries {start}..{start + len(rows) - 1} of {size}")
+    for name in ("index", "type", "at", "request id", "summary"):
+        table.add_column(
+            name, justify="right" if name == "index" else "left", no_wrap=name != "summary"
+        )
+    for r in rows:
+        e = r.entry
+        ref = e.get("request_id") or e.get("trace_id") or ""
+        table.add_row(
+            str(r.index),
+            escape(str(e.get("type"))),
+            escape(str(e.get("at"))),
+            escape(str(ref)),
+            escape(summarize(e)),
+        )
+    out.print(table)

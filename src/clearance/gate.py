@@ -1,0 +1,642 @@
+"""The gate: intent → decision → ledger → grant → verify → execute → record.
+
+Invariants (DESIGN §1 and §4):
+
+* A decision entry is durable in the ledger before any grant exists; a grant is
+  issued only for an ``allow`` decision and is bound to the intent digest.
+* Every failure inside the gate denies (fail-closed rule 9): a ledger failure
+  (rule 4), a missing signing key (rule 5), a rule error (rule 3, decided by the
+  engine), no bundle (rule 1, :class:`DenyAllEngine`), a pending approval
+  (rule 7), a malformed intent (rule 8, :class:`InputError`). The governed body
+  never runs unless :func:`~clearance.grants.verify_grant` accepted the grant.
+* After the body runs, its outcome is appended; if that fails it is spooled
+  durably (:mod:`clearance.spool`) and appended on the next open.
+* Trace facts come from the ledger, never from the caller (:mod:`clearance.facts`);
+  a trace's mandate is written once by trusted code through :meth:`Gate.trace`.
+* Only the outermost layer reads the clock: the gate takes ``clock``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar, cast
+
+from clearance import entries
+from clearance.canonical import canonical_json, json_digest
+from clearance.errors import (
+    ApprovalRequired,
+    Denied,
+    Error,
+    InputError,
+    InvalidGrant,
+    LedgerError,
+    SigningKeyError,
+)
+from clearance.facts import compute_facts
+from clearance.grants import GrantClaims, issue_grant, new_jti, verify_grant
+from clearance.intent import Intent
+from clearance.keys import GrantKeyRing
+from clearance.ledger.store import LedgerStore
+from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason
+from clearance.replay import ReplayGuard
+from clearance.spool import Spool
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_MANDATE_TEXT = 16 * 1024
+APPROVAL_TTL_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """The trace a block of code runs in (set by :meth:`Gate.trace`)."""
+
+    trace_id: str
+    mandate: Mapping[str, Any]
+
+
+_current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
+    "clearance_trace", default=None
+)
+_current_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "clearance_request", default=None
+)
+"""(trace_id, request_id) of the governed call whose body is running."""
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier: one letter and 24 hex digits (matches the intent id pattern)."""
+    return prefix + secrets.token_hex(12)
+
+
+def decide(engine: PolicyEngine, request: EvaluationInput) -> Decision:
+    """The gate's deterministic decision: mandate expiry, then the policy engine.
+
+    Used both live and by decision replay, so both apply the same checks.
+    """
+    expires = request.trace.get("mandate", {}).get("bounds", {}).get("expires_at")
+    if expires is not None:
+        try:
+            deadline = entries.parse_timestamp(str(expires))
+        except InputError:
+            return Decision(
+                "deny",
+                (Reason("mandate-invalid", "mandate expires_at is not RFC 3339"),),
+                engine.digest,
+            )
+        if request.now >= deadline:
+            return Decision(
+                "deny",
+                (Reason("mandate-expired", f"the trace's mandate expired at {expires}"),),
+                engine.digest,
+            )
+    return engine.evaluate(request)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An ``allow`` decision with its grant, as the gate hands it to an executor."""
+
+    request_id: str
+    intent: Intent
+    decision: Decision
+    decision_index: int
+    grant: str
+
+
+@dataclass
+class Cleared:
+    """What the body of ``with gate.clearance(intent) as cleared:`` may use."""
+
+    authorization: Authorization
+    claims: GrantClaims
+    result: Any = field(default=None, repr=False)
+    has_result: bool = False
+
+    @property
+    def request_id(self) -> str:
+        """The request id of this governed call."""
+        return self.authorization.request_id
+
+    @property
+    def grant(self) -> str:
+        """The verified grant (already consumed: it cannot be presented again)."""
+        return self.authorization.grant
+
+    def record_result(self, value: Any) -> None:
+        """Attach the body's result; its RFC 8785 digest goes into the execution entry."""
+        self.result = value
+        self.has_result = True
+
+
+class Gate:
+    """The in-process governed-execution core. See the module docstring for invariants."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyEngine | Any | None,
+        ledger: LedgerStore,
+        keyring: GrantKeyRing | None,
+        replay_guard: ReplayGuard,
+        issuer: str,
+        audience: str,
+        spool: Spool | None = None,
+        clock: Callable[[], float] = time.time,
+        grant_lifetime: int = 30,
+        executor: str = "in-process",
+        default_principal: str | None = None,
+    ) -> None:
+        from clearance.policy import DenyAllEngine
+
+        self._policy_source = policy if policy is not None else DenyAllEngine()
+        self._ledger = ledger
+        self._keyring = keyring
+        self._replay_guard = replay_guard
+        self.issuer = issuer
+        self.audience = audience
+        self._spool = spool
+        self._clock = clock
+        self.grant_lifetime = grant_lifetime
+        self.executor = executor
+        self.default_principal = default_principal
+        self._lock = threading.Lock()
+        self._logged_policies: set[str] = set()
+        self._logged_keys: set[str] = set()
+        if spool is not None:
+            self.drain_spool()
+
+    # --- wiring -----------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> LedgerStore:
+        """The ledger this gate appends to."""
+        return self._ledger
+
+    @property
+    def engine(self) -> PolicyEngine:
+        """The active policy engine (reloading from disk when the source supports it)."""
+        source: Any = self._policy_source
+        if hasattr(source, "maybe_reload"):
+            source.maybe_reload(self._clock())
+            return cast(PolicyEngine, source.engine)
+        return cast(PolicyEngine, source)
+
+    def drain_spool(self) -> int:
+        """Append spooled outcomes left by an earlier failure; returns how many."""
+        if self._spool is None:
+            return 0
+        return self._spool.drain(
+            self._ledger.append, lambda rid: bool(self._ledger.find("execution", rid))
+        )
+
+    def close(self) -> None:
+        """Close the ledger and the replay guard."""
+        try:
+            self._ledger.close()
+        finally:
+            self._replay_guard.close()
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- traces -----------------------------------------------------------------------
+
+    @contextmanager
+    def trace(
+        self,
+        mandate: str = "",
+        *,
+        bounds: Mapping[str, Any] | None = None,
+        opened_by: str | None = None,
+    ) -> Iterator[TraceContext]:
+        """Open a trace with the human's mandate; governed calls inside inherit it.
+
+        Call this from trusted application code, never with text the model wrote:
+        the mandate is what grounding rules compare arguments against. It is
+        appended to the ledger once (a ``trace`` entry) and cannot change.
+        """
+        if not isinstance(mandate, str) or len(mandate) > MAX_MANDATE_TEXT:
+            raise InputError(f"mandate must be a string of at most {MAX_MANDATE_TEXT} characters")
+        bounds_obj = dict(bounds or {})
+        try:
+            canonical_json(bounds_obj)
+        except InputError as exc:
+            raise InputError(f"mandate bounds must be JSON: {exc}") from None
+        if "expires_at" in bounds_obj:
+            entries.parse_timestamp(str(bounds_obj["expires_at"]))
+        trace_id = new_id("t")
+        mandate_obj = {"text": mandate, "bounds": bounds_obj}
+        self._ledger.append(entries.trace_entry(self._clock(), trace_id, mandate_obj, opened_by))
+        context = TraceContext(trace_id, mandate_obj)
+        token = _current_trace.set(context)
+        try:
+            yield context
+        finally:
+            _current_trace.reset(token)
+
+    # --- authorization ----------------------------------------------------------------
+
+    def _contextualize(self, intent: Intent | Mapping[str, Any]) -> Intent:
+        parsed = intent if isinstance(intent, Intent) else Intent.from_json(intent)
+        active = _current_trace.get()
+        running = _current_request.get()
+        trace_id = parsed.trace_id
+        if active is not None:
+            if trace_id is not None and trace_id != active.trace_id:
+                raise InputError(
+                    f"intent names trace {trace_id!r} but runs inside trace {active.trace_id!r}"
+                )
+            trace_id = active.trace_id
+        if trace_id is None and running is not None:
+            trace_id = running[0]
+        if trace_id is None:
+            trace_id = new_id("t")
+        parent_id = parsed.parent_id
+        if parent_id is None and running is not None and running[0] == trace_id:
+            parent_id = running[1]
+        if trace_id == parsed.trace_id and parent_id == parsed.parent_id:
+            return parsed
+        return parsed.with_context(trace_id=trace_id, parent_id=parent_id)
+
+    def _ensure_logged(self, engine: PolicyEngine, kid: str | None, now: float) -> None:
+        with self._lock:
+            if engine.digest not in self._logged_policies:
+                if not self._ledger.find("policy", engine.digest):
+                    self._ledger.append(entries.policy_entry(now, engine.digest, engine.document()))
+                self._logged_policies.add(engine.digest)
+            if kid is not None and kid not in self._logged_keys and self._keyring is not None:
+                if not self._ledger.find("key", kid):
+                    jwk = next(k for k in self._keyring.jwks(now)["keys"] if k["kid"] == kid)
+                    self._ledger.append(entries.key_entry(now, kid, jwk))
+                self._logged_keys.add(kid)
+
+    def evaluate(
+        self, intent: Intent | Mapping[str, Any]
+    ) -> tuple[Intent, Decision, dict[str, Any]]:
+        """Dry run: decide ``intent`` against the ledger's trace facts without writing.
+
+        Returns the contextualized intent, the decision and the facts it used.
+        """
+        parsed = self._contextualize(intent)
+        engine = self.engine
+        request, _, _ = self._evaluation_input(engine, parsed, self._clock())
+        return parsed, decide(engine, request), dict(request.trace)
+
+    def _evaluation_input(
+        self, engine: PolicyEngine, intent: Intent, now: float
+    ) -> tuple[EvaluationInput, int | None, Mapping[str, Any]]:
+        trace_id = cast(str, intent.trace_id)
+        trace = [{**e.entry, "index": e.index} for e in self._ledger.trace(trace_id)]
+        facts, parent_index = compute_facts(trace_id, intent.parent_id, trace)
+        attrs = engine.principal_attributes(intent.principal)
+        request = EvaluationInput(
+            principal=intent.principal,
+            action=intent.action,
+            resource=intent.resource,
+            args=intent.args,
+            purpose=intent.purpose,
+            input=intent.input,
+            trace=facts,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+        return request, parent_index, attrs
+
+    def authorize(self, intent: Intent | Mapping[str, Any]) -> Authorization:
+        """Decide ``intent``, log the decision durably, and return a grant on ``allow``.
+
+        Raises :class:`Denied` (with the reasons), :class:`ApprovalRequired`, or
+        :class:`InputError` for a malformed intent. Never returns without a grant.
+        """
+        parsed = self._contextualize(intent)
+        try:
+            return self._authorize(parsed)
+        except (Denied, InputError):
+            raise
+        except LedgerError as exc:
+            raise Denied(
+                "denied: the ledger is unavailable, so nothing can be authorized",
+                decision={"effect": "deny", "reasons": ["ledger-unavailable"], "detail": str(exc)},
+            ) from exc
+        except Exception as exc:
+            raise Denied(
+                "denied: the gate failed while deciding",
+                decision={"effect": "deny", "reasons": ["gate-error"], "detail": repr(exc)},
+            ) from exc
+
+    def _authorize(self, intent: Intent) -> Authorization:
+        now = self._clock()
+        engine = self.engine
+        request_id = new_id("r")
+        request, parent_index, attrs = self._evaluation_input(engine, intent, now)
+        decision = decide(engine, request)
+        signing_key = None
+        override: str | None = None
+        if decision.effect == "allow":
+            try:
+                if self._keyring is None:
+                    raise SigningKeyError("no grant-signing key is configured")
+                signing_key = self._keyring.signing_key()
+            except SigningKeyError as exc:
+                override = f"signing-key-unavailable: {exc}"
+        self._ensure_logged(engine, signing_key.kid if signing_key else None, now)
+
+        tool = engine.tool(intent.action)
+        logged_args, redacted = entries.redact_args(intent.args, tool.sensitive if tool else ())
+        logged_intent = {**intent.to_json(), "args": logged_args}
+        grant_info: dict[str, Any] | None = None
+        jti = new_jti()
+        if signing_key is not None and override is None:
+            grant_info = {
+                "jti": jti,
+                "kid": signing_key.kid,
+                "aud": self.audience,
+                "exp": int(now) + self.grant_lifetime,
+            }
+        approval_id = new_id("a") if decision.effect == "approval_required" else None
+        entry = entries.decision_entry(
+            now,
+            request_id=request_id,
+            intent=logged_intent,
+            intent_digest=intent.digest,
+            decision=decision.to_json(),
+            facts=request.trace,
+            principal_attrs=attrs,
+            parent_index=parent_index,
+            untrusted_output=bool(tool and tool.untrusted_output),
+            grant=grant_info,
+            approval_id=approval_id,
+            redacted=redacted,
+        )
+        if override is not None:
+            entry["override"] = {"effect": "deny", "reason": override}
+        # Ledger first: nothing below runs unless this append committed.
+        index = self._ledger.append(entry)
+        if approval_id is not None:
+            self._ledger.append(
+                entries.approval_entry(
+                    now,
+                    approval_id=approval_id,
+                    request_id=request_id,
+                    trace_id=intent.trace_id,
+                    status="pending",
+                    decision_index=index,
+                    expires_at=now + APPROVAL_TTL_SECONDS,
+                )
+            )
+        decision_json = {**decision.to_json(), "request_id": request_id, "index": index}
+        if override is not None:
+            raise Denied(
+                "denied: the grant-signing key is unavailable",
+                decision={
+                    **decision_json,
+                    "effect": "deny",
+                    "reasons": ["signing-key-unavailable"],
+                },
+            )
+        if decision.effect == "approval_required":
+            raise ApprovalRequired(
+                f"approval required: {'; '.join(r.message or r.rule for r in decision.reasons)}",
+                approval_id=cast(str, approval_id),
+                decision=decision_json,
+            )
+        if decision.effect != "allow" or signing_key is None or grant_info is None:
+            raise Denied(
+                f"denied: {'; '.join(r.message or r.rule for r in decision.reasons)}",
+                decision=decision_json,
+            )
+        claims = GrantClaims.for_intent(
+            intent,
+            issuer=self.issuer,
+            audience=self.audience,
+            policy_digest=engine.digest,
+            request_id=request_id,
+            ledger_index=index,
+            now=now,
+            lifetime=self.grant_lifetime,
+            jti=jti,
+        )
+        token = issue_grant(signing_key, claims)
+        return Authorization(request_id, intent, decision, index, token)
+
+    # --- execution --------------------------------------------------------------------
+
+    def verify(self, grant: str, intent: Intent | Mapping[str, Any]) -> GrantClaims:
+        """Executor-side check of a presented grant (fail-closed rule 6); consumes its jti.
+
+        A refusal is appended to the ledger as an execution entry with status
+        ``rejected`` and the precise reason; the caller sees an opaque InvalidGrant.
+        """
+        now = self._clock()
+        keys = self._keyring.verification_keys(now) if self._keyring is not None else {}
+        try:
+            return verify_grant(
+                grant,
+                intent if isinstance(intent, Intent) else Intent.from_json(intent),
+                keys=keys,
+                audience=self.audience,
+                issuer=self.issuer,
+                now=now,
+                replay=self._replay_guard,
+            )
+        except InvalidGrant as exc:
+            self._record_rejection(grant, intent, exc.reason, now)
+            raise
+        except InputError as exc:
+            self._record_rejection(grant, intent, f"malformed intent: {exc}", now)
+            raise InvalidGrant(f"malformed intent: {exc}") from None
+
+    def _record_rejection(
+        self, grant: str, intent: Intent | Mapping[str, Any], reason: str, now: float
+    ) -> None:
+        from clearance.grants import peek_claims
+
+        try:
+            unverified = peek_claims(grant) or {}
+        except Error:
+            unverified = {}
+        rid = unverified.get("rid")
+        lix = unverified.get("lix")
+        entry = entries.execution_entry(
+            now,
+            request_id=rid if isinstance(rid, str) else "unknown",
+            trace_id=None,
+            decision_index=lix if isinstance(lix, int) else -1,
+            jti=str(unverified.get("jti", "")),
+            status="rejected",
+            error_type=reason[:500],
+            result_digest=None,
+            duration_us=0,
+            executor=self.executor,
+        )
+        try:
+            self._ledger.append(entry)
+        except LedgerError:
+            if self._spool is not None and isinstance(rid, str):
+                self._spool.put(entry)
+
+    @contextmanager
+    def clearance(self, intent: Intent | Mapping[str, Any]) -> Iterator[Cleared]:
+        """Authorize, verify and govern the ``with`` body; record its outcome afterwards.
+
+        The body runs only after the grant verified. Nested governed calls inside
+        the body inherit the trace and get this request as their parent.
+        """
+        authorization = self.authorize(intent)
+        claims = self.verify(authorization.grant, authorization.intent)
+        cleared = Cleared(authorization, claims)
+        token = _current_request.set(
+            (cast(str, authorization.intent.trace_id), authorization.request_id)
+        )
+        started = time.perf_counter()
+        status, error_type = "ok", None
+        try:
+            yield cleared
+        except BaseException as exc:
+            status, error_type = "error", type(exc).__qualname__
+            raise
+        finally:
+            _current_request.reset(token)
+            self._record_outcome(
+                cleared, status, error_type, int((time.perf_counter() - started) * 1e6)
+            )
+
+    def execute(self, grant: str, intent: Intent | Mapping[str, Any], body: Callable[[], R]) -> R:
+        """Run ``body`` only if ``grant`` verifies for ``intent``; record the outcome.
+
+        For executors that receive a grant from elsewhere (an agent process, a queue).
+        """
+        parsed = intent if isinstance(intent, Intent) else Intent.from_json(intent)
+        claims = self.verify(grant, parsed)
+        decision = Decision("allow", (), claims.pol)
+        cleared = Cleared(Authorization(claims.rid, parsed, decision, claims.lix, grant), claims)
+        started = time.perf_counter()
+        status, error_type = "ok", None
+        try:
+            result = body()
+            cleared.record_result(result)
+            return result
+        except BaseException as exc:
+            status, error_type = "error", type(exc).__qualname__
+            raise
+        finally:
+            self._record_outcome(
+                cleared, status, error_type, int((time.perf_counter() - started) * 1e6)
+            )
+
+    def _record_outcome(
+        self, cleared: Cleared, status: str, error_type: str | None, duration_us: int
+    ) -> None:
+        result_digest = None
+        if cleared.has_result:
+            try:
+                result_digest = json_digest(cleared.result)
+            except InputError:
+                result_digest = None
+        auth = cleared.authorization
+        entry = entries.execution_entry(
+            self._clock(),
+            request_id=auth.request_id,
+            trace_id=auth.intent.trace_id,
+            decision_index=auth.decision_index,
+            jti=cleared.claims.jti,
+            status=status,
+            error_type=error_type,
+            result_digest=result_digest,
+            duration_us=duration_us,
+            executor=self.executor,
+        )
+        try:
+            self._ledger.append(entry)
+        except LedgerError:
+            if self._spool is None:
+                raise
+            self._spool.put(entry)
+
+    # --- replay -----------------------------------------------------------------------
+
+    def replay(self, request_id: str) -> Any:
+        """Re-evaluate the logged decision of ``request_id`` (see :mod:`clearance.decision_replay`).
+
+        Returns a :class:`~clearance.decision_replay.ReplayResult`.
+        """
+        from clearance.decision_replay import DecisionReplayer
+
+        return DecisionReplayer(self._ledger).replay_request(request_id)
+
+    # --- decorator --------------------------------------------------------------------
+
+    def governed(
+        self,
+        action: str | None = None,
+        *,
+        principal: str | None = None,
+        resource: str | Callable[[Mapping[str, Any]], str] | None = None,
+        purpose: str | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a sync or async function so every call is a governed call.
+
+        The intent's ``args`` are the call's bound arguments (defaults applied);
+        ``resource`` may be a template like ``"order/{order_id}"`` or a function
+        of the arguments. ``action`` defaults to the function's name and
+        ``principal`` to the gate's default principal.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            signature = inspect.signature(fn)
+            name = action or fn.__name__
+
+            def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Intent:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                call_args = dict(bound.arguments)
+                who = principal or self.default_principal
+                if who is None:
+                    raise InputError(
+                        f"governed({name!r}) needs a principal: pass principal= or "
+                        "give the gate a default_principal"
+                    )
+                where = (
+                    resource(call_args)
+                    if callable(resource)
+                    else (resource.format(**call_args) if resource is not None else None)
+                )
+                return Intent.create(
+                    principal=who, action=name, resource=where, args=call_args, purpose=purpose
+                )
+
+            if inspect.iscoroutinefunction(fn):
+                async_fn = cast(Callable[..., Awaitable[Any]], fn)
+
+                @functools.wraps(fn)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    with self.clearance(build(args, kwargs)) as cleared:
+                        result = await async_fn(*args, **kwargs)
+                        cleared.record_result(result)
+                        return result
+
+                return cast(Callable[P, R], run_async)
+
+            @functools.wraps(fn)
+            def run(*args: P.args, **kwargs: P.kwargs) -> R:
+                with self.clearance(build(args, kwargs)) as cleared:
+                    result = fn(*args, **kwargs)
+                    cleared.record_result(result)
+                    return result
+
+            return run
+
+        return decorate
