@@ -5,8 +5,10 @@ Bundle format (DESIGN §3)
 
 A bundle is a directory of ``*.yaml`` / ``*.yml`` files, read non-recursively in
 sorted file-name order (names starting with ``.`` are skipped) and merged into
-one; a single file path is accepted too. Each file is a mapping with these
-top-level keys, and no others:
+one; a single file path is accepted too. A directory without such files is an
+error, not an empty policy. Each file is UTF-8 YAML of at most 1 MiB, without
+aliases, loaded with PyYAML's safe constructors only, and is a mapping with
+these top-level keys, and no others:
 
 ``version`` (required)
     ``1``. Every file must say so.
@@ -35,7 +37,17 @@ top-level keys, and no others:
     ``principals`` (ids, or prefixes ending in ``*`` such as ``agent:*``;
     absent means every principal); ``actions`` (action names or ``*``; absent
     means every action); ``when`` (a CEL expression, absent means ``true``);
-    ``message`` (shown with the decision).
+    ``message`` (shown with the decision; default ``"matched rule <id>"``).
+    A rule matches when the principal and action patterns match and ``when``
+    is true. Conditions read ``principal`` (``{id, attrs}``), ``action``,
+    ``resource``, ``args``, ``purpose``, ``input``, ``trace``, ``data``,
+    ``now`` and ``approval``, and may call the helpers of
+    :mod:`clearance.policy.functions`. A condition that fails (missing key,
+    type mismatch, non-boolean result) denies the whole decision, naming the
+    rule, so read optional attributes behind ``has(...)``.
+
+A bundle with no rules denies everything (``default-deny``), as does the
+:class:`~clearance.policy.cel_engine.DenyAllEngine` used when nothing is loaded.
 
 Merging refuses a second definition of a rule id, tool, principal id or
 top-level ``data`` key, naming both files. Unknown keys are refused anywhere,
@@ -64,12 +76,11 @@ document exactly like a file and rebuilds an identical bundle (same digest).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 from clearance.canonical import json_digest
 from clearance.errors import InputError, PolicyError
@@ -78,7 +89,12 @@ from clearance.policy.conditions import Condition, ConditionError, compile_condi
 from clearance.policy.engine import EFFECTS, Effect, ToolSpec
 from clearance.policy.functions import HELPERS
 from clearance.policy.schema import ArgsSchema, SchemaDefinitionError
-from clearance.policy.yaml_loader import LoadedFile, load_yaml_file
+from clearance.policy.yaml_loader import (
+    LoadedFile,
+    SourceChecker,
+    describe_kind,
+    load_yaml_file,
+)
 
 __all__ = [
     "EMPTY_DOCUMENT",
@@ -106,8 +122,6 @@ _RULE_KEYS: Final = ("id", "effect", "principals", "actions", "when", "message")
 _RULE_ID: Final = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PRINCIPAL_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:@/+-]*")
 _DOT_PATH: Final = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
-_MAX_DEPTH: Final = 64
-_SAFE: Final = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -166,73 +180,11 @@ class Bundle:
     rules: tuple[Rule, ...]
 
 
-class _Source:
-    """One file (or a logged document) being validated; knows how to point at a line."""
-
-    def __init__(self, loaded: LoadedFile) -> None:
-        self.loaded = loaded
-        self.name = loaded.name
-
-    def where(self, container: object = None, key: object = None) -> str:
-        line = None if container is None else self.loaded.line_of(container, key)
-        return f"{self.name}:{line}" if line else self.name
-
-    def fail(
-        self, path: str, message: str, container: object = None, key: object = None
-    ) -> NoReturn:
-        raise PolicyError(f"{self.where(container, key)}: {path}: {message}")
-
-    def mapping(
-        self, value: Any, path: str, allowed: tuple[str, ...] | None = None
-    ) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(path, f"must be a mapping, found {_kind(value)}")
-        if allowed is not None:
-            for key in value:
-                if key not in allowed:
-                    self.fail(
-                        path,
-                        f"unknown key {key!r} (allowed: {', '.join(allowed)})",
-                        value,
-                        key,
-                    )
-        return value
-
-    def json(self, value: Any, path: str, container: object, key: object, depth: int = 0) -> Any:
-        """A JSON copy of ``value`` with integral floats as ints; refuses anything else."""
-        if depth > _MAX_DEPTH:
-            self.fail(path, f"nesting deeper than {_MAX_DEPTH} levels", container, key)
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, int):
-            if abs(value) > _SAFE:
-                self.fail(path, "integer beyond ±2**53-1 cannot be exact in JSON", container, key)
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value) or abs(value) > _SAFE:
-                self.fail(path, f"number {value!r} is not representable in JSON", container, key)
-            return int(value) if value.is_integer() else value
-        if isinstance(value, dict):
-            return {k: self.json(v, f"{path}.{k}", value, k, depth + 1) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.json(v, f"{path}[{i}]", value, i, depth + 1) for i, v in enumerate(value)]
-        return self.fail(path, f"{_kind(value)} is not a JSON value", container, key)
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), f"a {type(value).__name__}")
-
-
 @dataclass
 class _Part:
     """What one file contributes, before merging."""
 
-    source: _Source
+    source: SourceChecker
     strict: bool | None
     principals: dict[str, dict[str, Any]]
     tools: dict[str, tuple[dict[str, Any], Tool]]
@@ -240,7 +192,7 @@ class _Part:
     rules: list[_PendingRule]
 
 
-def _parse_tools(src: _Source, raw: Any) -> dict[str, tuple[dict[str, Any], Tool]]:
+def _parse_tools(src: SourceChecker, raw: Any) -> dict[str, tuple[dict[str, Any], Tool]]:
     tools: dict[str, tuple[dict[str, Any], Tool]] = {}
     for name, value in src.mapping(raw, "tools").items():
         path = f"tools.{name}"
@@ -276,7 +228,7 @@ def _parse_tools(src: _Source, raw: Any) -> dict[str, tuple[dict[str, Any], Tool
     return tools
 
 
-def _string_list(src: _Source, rule: dict[str, Any], key: str, path: str) -> list[str]:
+def _string_list(src: SourceChecker, rule: dict[str, Any], key: str, path: str) -> list[str]:
     value = rule.get(key)
     if value is None:
         return ["*"]
@@ -290,7 +242,9 @@ def _string_list(src: _Source, rule: dict[str, Any], key: str, path: str) -> lis
     return list(value)
 
 
-def _check_patterns(src: _Source, rule: dict[str, Any], path: str) -> tuple[list[str], list[str]]:
+def _check_patterns(
+    src: SourceChecker, rule: dict[str, Any], path: str
+) -> tuple[list[str], list[str]]:
     principals = _string_list(src, rule, "principals", path)
     for pattern in principals:
         if pattern.endswith("*"):
@@ -339,10 +293,10 @@ class _PendingRule:
         )
 
 
-def _parse_rule(src: _Source, raw: Any, index: int, container: list[Any]) -> _PendingRule:
+def _parse_rule(src: SourceChecker, raw: Any, index: int, container: list[Any]) -> _PendingRule:
     path = f"rules[{index}]"
     if not isinstance(raw, dict):
-        src.fail(path, f"a rule must be a mapping, found {_kind(raw)}", container, index)
+        src.fail(path, f"a rule must be a mapping, found {describe_kind(raw)}", container, index)
     rule = src.mapping(raw, path, _RULE_KEYS)
     rule_id = rule.get("id")
     if not isinstance(rule_id, str) or not _RULE_ID.fullmatch(rule_id):
@@ -382,10 +336,10 @@ def _parse_rule(src: _Source, raw: Any, index: int, container: list[Any]) -> _Pe
 
 
 def _parse_part(loaded: LoadedFile) -> _Part:
-    src = _Source(loaded)
+    src = SourceChecker(loaded)
     top = loaded.value
     if not isinstance(top, dict):
-        src.fail("(top level)", f"a policy file must be a mapping, found {_kind(top)}")
+        src.fail("(top level)", f"a policy file must be a mapping, found {describe_kind(top)}")
     src.mapping(top, "(top level)", _TOP_KEYS)
     version = top.get("version")
     if "version" not in top:
@@ -412,7 +366,7 @@ def _parse_part(loaded: LoadedFile) -> _Part:
     if raw_rules is None:
         raw_rules = []
     if not isinstance(raw_rules, list):
-        src.fail("rules", f"must be a list, found {_kind(raw_rules)}", top, "rules")
+        src.fail("rules", f"must be a list, found {describe_kind(raw_rules)}", top, "rules")
     rules = [_parse_rule(src, raw, i, raw_rules) for i, raw in enumerate(raw_rules)]
     return _Part(src, strict, principals, _parse_tools(src, top.get("tools")), data, rules)
 
@@ -533,6 +487,6 @@ def bundle_from_document(document: Mapping[str, Any]) -> Bundle:
     """Rebuild a bundle from its canonical document (e.g. from a ``policy`` ledger entry)."""
     if not isinstance(document, Mapping):
         raise PolicyError(
-            f"<document>: a policy document must be a JSON object, found {_kind(document)}"
+            f"<document>: a policy document must be a JSON object, found {describe_kind(document)}"
         )
     return _merge([_parse_part(LoadedFile(name="<document>", value=dict(document)))])

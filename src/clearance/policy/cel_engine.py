@@ -18,22 +18,30 @@ Invariants (in addition to those of :mod:`clearance.policy.engine`):
   another action is never evaluated, so its cost and its failures never touch
   this action.
 
-Performance notes (common-expression-language 0.10, measured): converting a
-Python value into CEL costs about 1.5-2.5 µs per string, map key or map; after
-any ``add_variable`` the next evaluation copies every variable of the context;
-and selecting a field from a map copies the field's value. Hence:
+Variables (DESIGN §3): ``principal`` is ``{"id": <id>, "attrs": <registry
+attributes, or {} for an unregistered principal>}``; ``action``; ``resource``,
+``purpose``, ``input`` and ``approval`` (``null`` when absent); ``args``;
+``trace`` (the gate's facts, as given); ``data`` (the bundle's); ``now`` (a
+timezone-aware time, a CEL timestamp; a naive time is a PolicyError).
 
-* the bundle's ``data`` is folded into each condition as CEL literals at load
-  (:func:`clearance.policy.conditions.compile_condition`), so it is never a
-  variable that would be copied on every decision;
-* each thread keeps one CEL context per action and principal
-  (``threading.local``, at most 1024), holding only the helper functions that
-  action's rules call, so the principal's attributes are converted once;
-* per decision the engine sets only the variables the action's rules read, and
-  of ``principal``, ``args``, ``trace``, ``input`` and ``approval`` only the
-  field paths they select (exact, see :mod:`clearance.policy.conditions`);
-* ``principal``, ``action``, ``resource``, ``purpose`` and ``now`` are not set
-  again when unchanged since the previous decision in that context.
+Performance (common-expression-language 0.10, measured): converting a Python
+value into CEL costs 1.5-2.5 µs per string, map key or map (the binding tries
+several failed conversions first); a context copies every variable it holds
+before the first evaluation after a change; selecting a field copies the
+field's value. So the engine never keeps ``data`` or whole request maps in a
+context:
+
+* the bundle's ``data`` is folded into each condition as CEL literals at load,
+  and ``args.amount`` or ``trace.mandate.text`` become variables of their own
+  (:mod:`clearance.policy.cel_source`; both rewrites are exact and checked);
+* per decision the engine builds one fresh context holding exactly the values
+  the action's rules read (about a dozen scalars for a realistic
+  action), so contexts are never shared between threads or decisions and no
+  stale value can leak from one decision into the next;
+* the tool's argument schema uses a compiled checker for the common keywords
+  (:mod:`clearance.policy.schema`).
+
+:func:`clearance.policy.bench.decision_benchmark` measures the result.
 """
 
 from __future__ import annotations
@@ -83,7 +91,7 @@ class _Plan:
     rules: tuple[Rule, ...]
     bindings: tuple[Binding, ...]
     names: Mapping[str, Binding]
-    functions: Mapping[str, Callable[..., Any]]
+    functions: dict[str, Callable[..., Any]]
 
 
 def _make_plan(rules: tuple[Rule, ...]) -> _Plan:
@@ -198,7 +206,7 @@ class CelPolicyEngine:
         }
         try:
             return cel.Context(
-                variables=binding_values(plan.bindings, roots), functions=dict(plan.functions)
+                variables=binding_values(plan.bindings, roots), functions=plan.functions
             )
         except (ValueError, TypeError, OverflowError) as exc:
             raise PolicyError(f"cannot pass the request to CEL: {exc}") from None
@@ -273,17 +281,17 @@ def _matched(rules: list[Rule]) -> list[Reason]:
     return [Reason(rule.id, rule.message or f"matched rule {rule.id}") for rule in rules]
 
 
-def json_copy(value: Any) -> Any:
+def _json_copy(value: Any) -> Any:
     """A deep copy of a JSON value (dicts and lists copied; scalars shared)."""
     if isinstance(value, Mapping):
-        return {key: json_copy(item) for key, item in value.items()}
+        return {key: _json_copy(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [json_copy(item) for item in value]
+        return [_json_copy(item) for item in value]
     return value
 
 
 def _document_copy(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: json_copy(value) for key, value in document.items()}
+    return {key: _json_copy(value) for key, value in document.items()}
 
 
 class DenyAllEngine:

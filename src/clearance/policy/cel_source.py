@@ -31,7 +31,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
@@ -67,12 +67,15 @@ _TOKEN: Final = re.compile(
 
 @dataclass(frozen=True)
 class Token:
+    """One significant token: ``kind`` is ident, string, number, quoted or punct."""
+
     kind: str
     text: str
     start: int
     end: int
 
     def is_punct(self, text: str) -> bool:
+        """Whether this is the punctuation ``text``."""
         return self.kind == "punct" and self.text == text
 
 
@@ -247,6 +250,12 @@ class Binding:
     root: str
     path: tuple[str, ...] = ()
     test: bool = False
+    steps: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The keys to walk before binding: ``path`` without its last key for a test."""
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: object.__setattr__ is the sanctioned way to cache a derived field.
+        object.__setattr__(self, "steps", self.path[:-1] if self.test else self.path)
 
     def describe(self) -> str:
         """The expression this binding stands for, e.g. ``args.card.number``."""
@@ -302,6 +311,9 @@ def flatten(
     return "".join(pieces), tuple(bindings.values())
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def binding_values(bindings: Collection[Binding], roots: Mapping[str, Any]) -> dict[str, Any]:
     """The variables to give the program: only bindings whose path exists are bound.
 
@@ -313,21 +325,23 @@ def binding_values(bindings: Collection[Binding], roots: Mapping[str, Any]) -> d
     values: dict[str, Any] = {}
     for binding in bindings:
         value = roots.get(binding.root)
-        steps = binding.path[:-1] if binding.test else binding.path
-        found = True
-        for name in steps:
-            if isinstance(value, Mapping) and name in value:
-                value = value[name]
-            else:
-                found = False
-                break
-        if not found:
+        try:
+            for name in binding.steps:
+                # JSON values: only a map can be indexed by a string key; a list or a
+                # string raises TypeError, a missing key KeyError.
+                value = value[name]  # type: ignore[index]
+        except (KeyError, TypeError, IndexError):
             continue
+        kind = type(value)
+        if kind is dict:
+            mapping: Mapping[str, Any] | None = value
+        elif kind in _SCALARS:
+            mapping = None
+        else:
+            mapping = value if isinstance(value, Mapping) else None
         if binding.test:
-            if isinstance(value, Mapping):
-                values[binding.name] = binding.path[-1] in value
+            if mapping is not None:
+                values[binding.name] = binding.path[-1] in mapping
             continue
-        values[binding.name] = (
-            dict(value) if isinstance(value, Mapping) and type(value) is not dict else value
-        )
+        values[binding.name] = dict(mapping) if mapping is not None and kind is not dict else value
     return values

@@ -51,7 +51,6 @@ __all__ = [
     "ConditionError",
     "Need",
     "compile_condition",
-    "merge_needs",
 ]
 
 ROOTS: Final[tuple[str, ...]] = (
@@ -157,16 +156,6 @@ def _insert(tree: dict[str, Need], path: list[str]) -> None:
             return
         node[name] = child  # type: ignore[index]
         node = child
-
-
-def merge_needs(one: Need, two: Need) -> Need:
-    """The need covering both ``one`` and ``two`` (``None``, the whole value, absorbs all)."""
-    if one is None or two is None:
-        return None
-    merged: dict[str, Need] = dict(one)
-    for name, sub in two.items():
-        merged[name] = merge_needs(merged[name], sub) if name in merged else sub
-    return merged
 
 
 def _needs(tokens: list[Token], roots: Collection[str]) -> dict[str, Need]:

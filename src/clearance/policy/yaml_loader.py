@@ -1,4 +1,4 @@
-"""Safe, strict YAML loading for policy bundles, with line numbers for error messages.
+"""Safe, strict YAML loading for policy files, with line numbers for error messages.
 
 Invariants:
 
@@ -14,25 +14,38 @@ Invariants:
   dates stay strings (``expires_at: 2026-02-01T00:00:00Z`` is the string as
   written), because a policy document must be plain JSON.
 * Every error is a :class:`~clearance.errors.PolicyError` naming the file and
-  line.
+  line. :class:`SourceChecker` gives validators the same: a failure names the
+  file, line, path and problem, and values are checked to be plain JSON
+  (finite numbers within ±2**53, no dates, sets or bytes; integral floats
+  become integers, as RFC 8785 would write them).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import yaml
 
 from clearance.errors import PolicyError
 
-__all__ = ["MAX_FILE_BYTES", "LoadedFile", "load_yaml_file", "parse_yaml"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "LoadedFile",
+    "SourceChecker",
+    "describe_kind",
+    "load_yaml_file",
+    "parse_yaml",
+]
 
 MAX_FILE_BYTES: Final[int] = 1024 * 1024
 """Largest policy file accepted, in bytes."""
 
+_MAX_DEPTH: Final = 64
+_SAFE: Final = 2**53 - 1
 _BOOL: Final = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 
 
@@ -181,3 +194,69 @@ def load_yaml_file(path: Path) -> LoadedFile:
     except UnicodeDecodeError as exc:
         raise PolicyError(f"{path}: policy file is not UTF-8 (byte {exc.start})") from None
     return parse_yaml(text, str(path))
+
+
+class SourceChecker:
+    """Validation helpers for one file (or logged document) that point at the offending line."""
+
+    def __init__(self, loaded: LoadedFile) -> None:
+        self.loaded = loaded
+        self.name = loaded.name
+
+    def where(self, container: object = None, key: object = None) -> str:
+        """``file:line`` of ``container[key]`` (or just the file when the line is unknown)."""
+        line = None if container is None else self.loaded.line_of(container, key)
+        return f"{self.name}:{line}" if line else self.name
+
+    def fail(
+        self, path: str, message: str, container: object = None, key: object = None
+    ) -> NoReturn:
+        """Raise PolicyError naming the location, the path and the problem."""
+        raise PolicyError(f"{self.where(container, key)}: {path}: {message}")
+
+    def mapping(
+        self, value: Any, path: str, allowed: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        """``value`` as a mapping (``None`` counts as empty) with only ``allowed`` keys."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping, found {describe_kind(value)}")
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    self.fail(
+                        path,
+                        f"unknown key {key!r} (allowed: {', '.join(allowed)})",
+                        value,
+                        key,
+                    )
+        return value
+
+    def json(self, value: Any, path: str, container: object, key: object, depth: int = 0) -> Any:
+        """A JSON copy of ``value`` with integral floats as ints; refuses anything else."""
+        if depth > _MAX_DEPTH:
+            self.fail(path, f"nesting deeper than {_MAX_DEPTH} levels", container, key)
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int):
+            if abs(value) > _SAFE:
+                self.fail(path, "integer beyond ±2**53-1 cannot be exact in JSON", container, key)
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value) or abs(value) > _SAFE:
+                self.fail(path, f"number {value!r} is not representable in JSON", container, key)
+            return int(value) if value.is_integer() else value
+        if isinstance(value, dict):
+            return {k: self.json(v, f"{path}.{k}", value, k, depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.json(v, f"{path}[{i}]", value, i, depth + 1) for i, v in enumerate(value)]
+        return self.fail(path, f"{describe_kind(value)} is not a JSON value", container, key)
+
+
+def describe_kind(value: Any) -> str:
+    """How an error message names the kind of ``value`` ("a mapping", "null", ...)."""
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), f"a {type(value).__name__}")

@@ -52,15 +52,21 @@ def test_allowed_call_logs_decision_before_body_and_outcome_after(gate: Gate) ->
 
 def test_denied_by_argument_condition_names_the_rule(gate: Gate) -> None:
     ran = False
-    with pytest.raises(Denied) as denied, gate.clearance(
-        {"principal": "agent:ops-bot", "action": "read_file", "args": {"path": "../etc/passwd"}}
+    with (
+        pytest.raises(Denied) as denied,
+        gate.clearance(
+            {"principal": "agent:ops-bot", "action": "read_file", "args": {"path": "../etc/passwd"}}
+        ),
     ):
         ran = True
     assert not ran
     assert denied.value.decision["effect"] == "deny"
-    assert [r["rule"] for r in denied.value.decision["reasons"]] == ["default-deny"]
-    with pytest.raises(Denied) as denied2, gate.clearance(
-        {"principal": "agent:ops-bot", "action": "delete_file", "args": {"path": "a.txt"}}
+    assert [r["rule"] for r in denied.value.decision["reasons"]] == ["no-path-traversal"]
+    with (
+        pytest.raises(Denied) as denied2,
+        gate.clearance(
+            {"principal": "agent:ops-bot", "action": "delete_file", "args": {"path": "a.txt"}}
+        ),
     ):
         ran = True
     assert not ran

@@ -14,7 +14,6 @@ from clearance.policy.conditions import (
     BUILTINS,
     ConditionError,
     compile_condition,
-    merge_needs,
 )
 from clearance.policy.functions import HELPERS
 
@@ -88,12 +87,6 @@ def test_syntax_error_shows_the_cel_error() -> None:
 )
 def test_field_paths(source: str, expected: dict[str, Any]) -> None:
     assert dict(compile_(source).fields) == expected
-
-
-def test_merge_needs() -> None:
-    assert merge_needs({"a": None}, {"b": {"c": None}}) == {"a": None, "b": {"c": None}}
-    assert merge_needs({"a": {"x": None}}, {"a": None}) == {"a": None}
-    assert merge_needs(None, {"a": None}) is None
 
 
 DATA = {
