@@ -16,9 +16,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from clearance.context import decide
 from clearance.entries import parse_timestamp
 from clearance.errors import Error, InputError
-from clearance.gate import decide
 from clearance.ledger.store import LedgerStore, StoredEntry
 from clearance.policy.engine import EvaluationInput, PolicyEngine
 

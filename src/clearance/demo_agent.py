@@ -18,9 +18,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from clearance.cleared import Authorization
+from clearance.context import TraceContext, new_id
 from clearance.demo_tools import INVOICE_NAME, Payments, Sandbox
 from clearance.errors import ApprovalRequired, Denied, InvalidGrant
-from clearance.gate import Authorization, Gate, TraceContext, new_id
+from clearance.gate import Gate
 from clearance.grants import GrantClaims, issue_grant
 from clearance.intent import Intent
 from clearance.keys import SigningKey

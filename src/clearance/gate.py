@@ -18,20 +18,17 @@ Invariants (DESIGN §1 and §4):
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import inspect
-import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 from clearance import entries
 from clearance.canonical import canonical_json, json_digest
+from clearance.cleared import Authorization, Cleared
+from clearance.context import TraceContext, _current_request, _current_trace, decide, new_id
 from clearance.errors import (
     ApprovalRequired,
     Denied,
@@ -46,7 +43,7 @@ from clearance.grants import GrantClaims, issue_grant, new_jti, verify_grant
 from clearance.intent import Intent
 from clearance.keys import GrantKeyRing
 from clearance.ledger.store import LedgerStore
-from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason
+from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine
 from clearance.replay import ReplayGuard
 from clearance.spool import Spool
 
@@ -55,88 +52,6 @@ R = TypeVar("R")
 
 MAX_MANDATE_TEXT = 16 * 1024
 APPROVAL_TTL_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class TraceContext:
-    """The trace a block of code runs in (set by :meth:`Gate.trace`)."""
-
-    trace_id: str
-    mandate: Mapping[str, Any]
-
-
-_current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
-    "clearance_trace", default=None
-)
-_current_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "clearance_request", default=None
-)
-"""(trace_id, request_id) of the governed call whose body is running."""
-
-
-def new_id(prefix: str) -> str:
-    """A random identifier: one letter and 24 hex digits (matches the intent id pattern)."""
-    return prefix + secrets.token_hex(12)
-
-
-def decide(engine: PolicyEngine, request: EvaluationInput) -> Decision:
-    """The gate's deterministic decision: mandate expiry, then the policy engine.
-
-    Used both live and by decision replay, so both apply the same checks.
-    """
-    expires = request.trace.get("mandate", {}).get("bounds", {}).get("expires_at")
-    if expires is not None:
-        try:
-            deadline = entries.parse_timestamp(str(expires))
-        except InputError:
-            return Decision(
-                "deny",
-                (Reason("mandate-invalid", "mandate expires_at is not RFC 3339"),),
-                engine.digest,
-            )
-        if request.now >= deadline:
-            return Decision(
-                "deny",
-                (Reason("mandate-expired", f"the trace's mandate expired at {expires}"),),
-                engine.digest,
-            )
-    return engine.evaluate(request)
-
-
-@dataclass(frozen=True)
-class Authorization:
-    """An ``allow`` decision with its grant, as the gate hands it to an executor."""
-
-    request_id: str
-    intent: Intent
-    decision: Decision
-    decision_index: int
-    grant: str
-
-
-@dataclass
-class Cleared:
-    """What the body of ``with gate.clearance(intent) as cleared:`` may use."""
-
-    authorization: Authorization
-    claims: GrantClaims
-    result: Any = field(default=None, repr=False)
-    has_result: bool = False
-
-    @property
-    def request_id(self) -> str:
-        """The request id of this governed call."""
-        return self.authorization.request_id
-
-    @property
-    def grant(self) -> str:
-        """The verified grant (already consumed: it cannot be presented again)."""
-        return self.authorization.grant
-
-    def record_result(self, value: Any) -> None:
-        """Attach the body's result; its RFC 8785 digest goes into the execution entry."""
-        self.result = value
-        self.has_result = True
 
 
 class Gate:
@@ -589,54 +504,8 @@ class Gate:
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a sync or async function so every call is a governed call.
 
-        The intent's ``args`` are the call's bound arguments (defaults applied);
-        ``resource`` may be a template like ``"order/{order_id}"`` or a function
-        of the arguments. ``action`` defaults to the function's name and
-        ``principal`` to the gate's default principal.
+        See :func:`clearance.governed.governed` for how the intent is built.
         """
+        from clearance.governed import governed
 
-        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            signature = inspect.signature(fn)
-            name = action or fn.__name__
-
-            def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Intent:
-                bound = signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                call_args = dict(bound.arguments)
-                who = principal or self.default_principal
-                if who is None:
-                    raise InputError(
-                        f"governed({name!r}) needs a principal: pass principal= or "
-                        "give the gate a default_principal"
-                    )
-                where = (
-                    resource(call_args)
-                    if callable(resource)
-                    else (resource.format(**call_args) if resource is not None else None)
-                )
-                return Intent.create(
-                    principal=who, action=name, resource=where, args=call_args, purpose=purpose
-                )
-
-            if inspect.iscoroutinefunction(fn):
-                async_fn = cast(Callable[..., Awaitable[Any]], fn)
-
-                @functools.wraps(fn)
-                async def run_async(*args: Any, **kwargs: Any) -> Any:
-                    with self.clearance(build(args, kwargs)) as cleared:
-                        result = await async_fn(*args, **kwargs)
-                        cleared.record_result(result)
-                        return result
-
-                return cast(Callable[P, R], run_async)
-
-            @functools.wraps(fn)
-            def run(*args: P.args, **kwargs: P.kwargs) -> R:
-                with self.clearance(build(args, kwargs)) as cleared:
-                    result = fn(*args, **kwargs)
-                    cleared.record_result(result)
-                    return result
-
-            return run
-
-        return decorate
+        return governed(self, action, principal=principal, resource=resource, purpose=purpose)

@@ -9,7 +9,8 @@
 * :mod:`clearance.policy.bench` — the decision benchmark.
 """
 
-from clearance.policy.cel_engine import DENY_ALL_DIGEST, CelPolicyEngine, DenyAllEngine
+from typing import TYPE_CHECKING, Any
+
 from clearance.policy.engine import (
     EFFECTS,
     Decision,
@@ -19,6 +20,22 @@ from clearance.policy.engine import (
     Reason,
     ToolSpec,
 )
+
+if TYPE_CHECKING:
+    from clearance.policy.cel_engine import DENY_ALL_DIGEST, CelPolicyEngine, DenyAllEngine
+
+_LAZY = {"DENY_ALL_DIGEST", "CelPolicyEngine", "DenyAllEngine"}
+
+
+def __getattr__(name: str) -> Any:
+    # The CEL binding takes ~0.4 s to import; executors that only verify grants,
+    # and ledger-only commands, should not pay for it.
+    if name in _LAZY:
+        from clearance.policy import cel_engine
+
+        return getattr(cel_engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DENY_ALL_DIGEST",

@@ -1,0 +1,65 @@
+"""Where a governed call runs: the open trace and the running request (contextvars).
+
+Nested governed calls inherit the trace id and take the running request as
+their parent; :meth:`Gate.trace` sets the trace, :meth:`Gate.clearance` the
+request. Also the gate's deterministic gate-level checks (:func:`decide`),
+shared by live decisions and by decision replay.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clearance import entries
+from clearance.errors import InputError
+from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """The trace a block of code runs in (set by :meth:`Gate.trace`)."""
+
+    trace_id: str
+    mandate: Mapping[str, Any]
+
+
+_current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
+    "clearance_trace", default=None
+)
+_current_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "clearance_request", default=None
+)
+"""(trace_id, request_id) of the governed call whose body is running."""
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier: one letter and 24 hex digits (matches the intent id pattern)."""
+    return prefix + secrets.token_hex(12)
+
+
+def decide(engine: PolicyEngine, request: EvaluationInput) -> Decision:
+    """The gate's deterministic decision: mandate expiry, then the policy engine.
+
+    Used both live and by decision replay, so both apply the same checks.
+    """
+    expires = request.trace.get("mandate", {}).get("bounds", {}).get("expires_at")
+    if expires is not None:
+        try:
+            deadline = entries.parse_timestamp(str(expires))
+        except InputError:
+            return Decision(
+                "deny",
+                (Reason("mandate-invalid", "mandate expires_at is not RFC 3339"),),
+                engine.digest,
+            )
+        if request.now >= deadline:
+            return Decision(
+                "deny",
+                (Reason("mandate-expired", f"the trace's mandate expired at {expires}"),),
+                engine.digest,
+            )
+    return engine.evaluate(request)
