@@ -226,7 +226,12 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
 
 def ledger_benchmarks(directory: Path, *, quick: bool) -> dict[str, Any]:
     """The ledger numbers from :mod:`clearance.ledger.bench`, flattened into keys."""
-    from clearance.ledger.bench import bench_appends, bench_proofs, bench_verify
+    from clearance.ledger.bench import (
+        bench_appends,
+        bench_batched_appends,
+        bench_proofs,
+        bench_verify,
+    )
 
     results: dict[str, Any] = {}
     appends = bench_appends(directory, count=240 if quick else 2000, repeats=1 if quick else 3)
@@ -236,6 +241,11 @@ def ledger_benchmarks(directory: Path, *, quick: bool) -> dict[str, Any]:
         results[f"ledger_entries_per_commit_{mode}_{writers}"] = round(
             value["entries_per_commit"], 2
         )
+    batched = bench_batched_appends(
+        directory, count=2000 if quick else 20_000, repeats=1 if quick else 3
+    )
+    for mode, rate in batched.items():
+        results[f"ledger_appends_per_s_{mode}_batched"] = round(rate, 1)
     sizes = (10**4, 10**5) if quick else (10**4, 10**5, 10**6)
     proofs = bench_proofs(directory, sizes=sizes, samples=60 if quick else 300)
     for size, value in proofs.items():

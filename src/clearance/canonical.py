@@ -29,21 +29,31 @@ _encode = json.JSONEncoder(
 
 
 def _fast_path_ok(value: Any, depth: int = 0) -> bool:
-    """True when the stdlib encoder yields JCS bytes for ``value``."""
+    """True when the stdlib encoder yields JCS bytes for ``value``.
+
+    Strings, booleans and ``None`` are checked inline, without a call per value:
+    this runs on every ledger append.
+    """
     if depth > 64:
         return False
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-_SAFE_INT <= value <= _SAFE_INT)
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str or not key.isascii():
                 return False
-            if not _fast_path_ok(item, depth + 1):
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                continue
+            if item_kind is int:
+                if not -_SAFE_INT <= item <= _SAFE_INT:
+                    return False
+            elif not _fast_path_ok(item, depth + 1):
                 return False
         return True
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
     if kind is list:
         return all(_fast_path_ok(item, depth + 1) for item in value)
     return False

@@ -38,7 +38,8 @@ REDACTED_KEY = "redacted"
 
 def timestamp(now: float) -> str:
     """RFC 3339 UTC with microseconds, e.g. ``2026-11-28T10:00:00.000000Z``."""
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; it ends in "+00:00" for UTC.
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

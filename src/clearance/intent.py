@@ -33,7 +33,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Final
 
@@ -309,11 +309,21 @@ class Intent:
         """A copy with ``trace_id`` and/or ``parent_id`` replaced (omitted ones are kept)."""
         if isinstance(trace_id, _Keep) and isinstance(parent_id, _Keep):
             return self
-        return replace(
-            self,
-            trace_id=self.trace_id if isinstance(trace_id, _Keep) else trace_id,
-            parent_id=self.parent_id if isinstance(parent_id, _Keep) else parent_id,
-        )
+        new_trace = self.trace_id if isinstance(trace_id, _Keep) else trace_id
+        new_parent = self.parent_id if isinstance(parent_id, _Keep) else parent_id
+        if new_trace is not None:
+            _identifier("trace_id", new_trace, ID_PATTERN, _ID_RULE)
+        if new_parent is not None:
+            _identifier("parent_id", new_parent, ID_PATTERN, _ID_RULE)
+        # Everything else was validated when ``self`` was built, and ``args``/``input``
+        # are private copies no one mutates, so the clone may share them. Skipping the
+        # re-validation keeps this off the governed call's hot path.
+        clone = object.__new__(Intent)
+        for name in _ALL_ATTRIBUTES:
+            object.__setattr__(clone, name, getattr(self, name))
+        object.__setattr__(clone, "trace_id", new_trace)
+        object.__setattr__(clone, "parent_id", new_parent)
+        return clone
 
     def to_json(self) -> dict[str, Any]:
         """The normalized intent (DESIGN §5): all eight keys, absent optionals as ``None``.
@@ -379,3 +389,6 @@ class Intent:
 
     def __hash__(self) -> int:
         return hash(self.digest)
+
+
+_ALL_ATTRIBUTES: Final = (*FIELDS, "_args_canonical", "_input_canonical")

@@ -157,6 +157,35 @@ def _append_run(path: Path, durability: Durability, writers: int, count: int) ->
         store.close()
 
 
+def bench_batched_appends(
+    directory: Path,
+    *,
+    count: int = 20_000,
+    batch: int = 100,
+    modes: Sequence[Durability] = ("durable", "relaxed"),
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Appends/s of one writer using ``append_many`` batches, keyed by mode (medians).
+
+    Each entry is built (:func:`decision_like`) and canonicalised inside the timed
+    loop, so this is the end-to-end rate of a producer that batches its entries.
+    """
+    results: dict[str, float] = {}
+    for mode in modes:
+        rates = []
+        for run in range(repeats):
+            store = open_bench_ledger(directory / f"batched-{mode}-{run}.db", mode)
+            try:
+                start = time.perf_counter()
+                for first in range(0, count, batch):
+                    store.append_many([decision_like(i) for i in range(first, first + batch)])
+                rates.append(count / (time.perf_counter() - start))
+            finally:
+                store.close()
+        results[mode] = statistics.median(rates)
+    return results
+
+
 def bench_appends(
     directory: Path,
     *,
