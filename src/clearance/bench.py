@@ -259,6 +259,32 @@ def ledger_benchmarks(directory: Path, *, quick: bool) -> dict[str, Any]:
     return results
 
 
+def crypto_baseline(iterations: int) -> dict[str, float]:
+    """p50 µs of a raw Ed25519 sign and verify on this machine, measured alongside.
+
+    Governed-call latency is dominated by one sign and one verify, and this
+    machine's speed drifts; dividing by this baseline gives a ratio that is
+    comparable across runs and machines.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    message = b"x" * 300
+    signs, verifies = [], []
+    for _ in range(iterations):
+        started = time.perf_counter_ns()
+        signature = key.sign(message)
+        signs.append(time.perf_counter_ns() - started)
+        started = time.perf_counter_ns()
+        public.verify(signature, message)
+        verifies.append(time.perf_counter_ns() - started)
+    return {
+        "sign_p50_us": round(statistics.median(signs) / 1000, 1),
+        "verify_p50_us": round(statistics.median(verifies) / 1000, 1),
+    }
+
+
 def collect(*, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
     """Run every benchmark and return the flat result object (what ``--json`` prints)."""
     from clearance.policy.bench import decision_benchmark
@@ -285,6 +311,14 @@ def collect(*, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
             results[f"governed_p50_us_{mode}"] = governed["p50_us"]
             results[f"governed_p99_us_{mode}"] = governed["p99_us"]
             results[f"governed_per_s_{mode}"] = governed["per_s"]
+        baseline = crypto_baseline(500 if quick else 3000)
+        results["ed25519_sign_p50_us"] = baseline["sign_p50_us"]
+        results["ed25519_verify_p50_us"] = baseline["verify_p50_us"]
+        crypto = max(baseline["sign_p50_us"] + baseline["verify_p50_us"], 1e-9)
+        for mode in modes:
+            results[f"governed_over_crypto_{mode}"] = round(
+                results[f"governed_p50_us_{mode}"] / crypto, 2
+            )
         for mode in modes:
             progress(f"phase breakdown, {mode}")
             phases = phase_breakdown(home, mode, iterations=60 if quick else 500)

@@ -165,7 +165,12 @@ class Gate:
 
     # --- authorization ----------------------------------------------------------------
 
-    def _contextualize(self, intent: Intent | Mapping[str, Any]) -> Intent:
+    def _contextualize(self, intent: Intent | Mapping[str, Any]) -> tuple[Intent, bool]:
+        """The intent with its trace and parent filled in from context.
+
+        The flag is true when the gate minted a new trace id here: such a trace
+        has no entries yet, so its facts need no ledger read.
+        """
         parsed = intent if isinstance(intent, Intent) else Intent.from_json(intent)
         active = _current_trace.get()
         running = _current_request.get()
@@ -178,14 +183,15 @@ class Gate:
             trace_id = active.trace_id
         if trace_id is None and running is not None:
             trace_id = running[0]
+        fresh = trace_id is None
         if trace_id is None:
             trace_id = new_id("t")
         parent_id = parsed.parent_id
         if parent_id is None and running is not None and running[0] == trace_id:
             parent_id = running[1]
         if trace_id == parsed.trace_id and parent_id == parsed.parent_id:
-            return parsed
-        return parsed.with_context(trace_id=trace_id, parent_id=parent_id)
+            return parsed, fresh
+        return parsed.with_context(trace_id=trace_id, parent_id=parent_id), fresh
 
     def _ensure_logged(self, engine: PolicyEngine, kid: str | None, now: float) -> None:
         with self._lock:
@@ -206,16 +212,17 @@ class Gate:
 
         Returns the contextualized intent, the decision and the facts it used.
         """
-        parsed = self._contextualize(intent)
+        parsed, fresh = self._contextualize(intent)
         engine = self.engine
-        request, _, _ = self._evaluation_input(engine, parsed, self._clock())
+        request, _, _ = self._evaluation_input(engine, parsed, self._clock(), fresh=fresh)
         return parsed, decide(engine, request), dict(request.trace)
 
     def _evaluation_input(
-        self, engine: PolicyEngine, intent: Intent, now: float
+        self, engine: PolicyEngine, intent: Intent, now: float, *, fresh: bool
     ) -> tuple[EvaluationInput, int | None, Mapping[str, Any]]:
         trace_id = cast(str, intent.trace_id)
-        trace = [{**e.entry, "index": e.index} for e in self._ledger.trace(trace_id)]
+        stored = () if fresh else self._ledger.trace(trace_id)
+        trace = [{**e.entry, "index": e.index} for e in stored]
         facts, parent_index = compute_facts(trace_id, intent.parent_id, trace)
         attrs = engine.principal_attributes(intent.principal)
         request = EvaluationInput(
@@ -236,9 +243,9 @@ class Gate:
         Raises :class:`Denied` (with the reasons), :class:`ApprovalRequired`, or
         :class:`InputError` for a malformed intent. Never returns without a grant.
         """
-        parsed = self._contextualize(intent)
+        parsed, fresh = self._contextualize(intent)
         try:
-            return self._authorize(parsed)
+            return self._authorize(parsed, fresh=fresh)
         except (Denied, InputError):
             raise
         except LedgerError as exc:
@@ -252,11 +259,11 @@ class Gate:
                 decision={"effect": "deny", "reasons": ["gate-error"], "detail": repr(exc)},
             ) from exc
 
-    def _authorize(self, intent: Intent) -> Authorization:
+    def _authorize(self, intent: Intent, *, fresh: bool) -> Authorization:
         now = self._clock()
         engine = self.engine
         request_id = new_id("r")
-        request, parent_index, attrs = self._evaluation_input(engine, intent, now)
+        request, parent_index, attrs = self._evaluation_input(engine, intent, now, fresh=fresh)
         decision = decide(engine, request)
         signing_key = None
         override: str | None = None
