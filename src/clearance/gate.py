@@ -225,15 +225,8 @@ class Gate:
         trace = [{**e.entry, "index": e.index} for e in stored]
         facts, parent_index = compute_facts(trace_id, intent.parent_id, trace)
         attrs = engine.principal_attributes(intent.principal)
-        request = EvaluationInput(
-            principal=intent.principal,
-            action=intent.action,
-            resource=intent.resource,
-            args=intent.args,
-            purpose=intent.purpose,
-            input=intent.input,
-            trace=facts,
-            now=datetime.fromtimestamp(now, UTC),
+        request = EvaluationInput.for_intent(
+            intent, trace=facts, now=datetime.fromtimestamp(now, UTC)
         )
         return request, parent_index, attrs
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from clearance.intent import Intent
 
 Effect = Literal["allow", "deny", "approval_required"]
 EFFECTS: tuple[Effect, ...] = ("allow", "deny", "approval_required")
@@ -83,6 +86,22 @@ class EvaluationInput:
     now: datetime
     approval: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_intent(
+        cls, intent: Intent, *, trace: Mapping[str, Any], now: datetime
+    ) -> EvaluationInput:
+        """The input for deciding ``intent`` with the given trace facts at ``now``."""
+        return cls(
+            principal=intent.principal,
+            action=intent.action,
+            resource=intent.resource,
+            args=intent.args,
+            purpose=intent.purpose,
+            input=intent.input,
+            trace=trace,
+            now=now,
+        )
 
 
 class PolicyEngine(Protocol):

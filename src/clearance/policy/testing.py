@@ -169,15 +169,8 @@ class _Cases:
             not isinstance(rules, list) or not all(isinstance(r, str) for r in rules)
         ):
             self.fail(label, "rules must be a list of rule ids", raw, "rules")
-        request = EvaluationInput(
-            principal=intent.principal,
-            action=intent.action,
-            resource=intent.resource,
-            args=intent.args,
-            purpose=intent.purpose,
-            input=intent.input,
-            trace=self._trace(raw, label),
-            now=self._now(raw, label),
+        request = EvaluationInput.for_intent(
+            intent, trace=self._trace(raw, label), now=self._now(raw, label)
         )
         origin = f"{self.loaded.name}:{self.loaded.line_of(container, index) or '?'}"
         return Case(name, request, expect, None if rules is None else frozenset(rules), origin)
