@@ -256,6 +256,8 @@ def ledger_benchmarks(directory: Path, *, quick: bool) -> dict[str, Any]:
         verified = bench_verify(directory, size=10**6)
         results["ledger_verify_s_1e6"] = round(verified["seconds"], 2)
         results["ledger_verify_entries_per_s_1e6"] = round(verified["entries_per_s"], 0)
+        realistic = bench_verify(directory, size=10**6, decisions=True)
+        results["ledger_verify_s_1e6_decisions"] = round(realistic["seconds"], 2)
     return results
 
 

@@ -111,8 +111,16 @@ class Gate:
         """Append spooled outcomes left by an earlier failure; returns how many."""
         if self._spool is None:
             return 0
-        return self._spool.drain(
-            self._ledger.append, lambda rid: bool(self._ledger.find("execution", rid))
+        return self._spool.drain(self._ledger.append, self._outcome_logged)
+
+    def _outcome_logged(self, request_id: str) -> bool:
+        """True when the ledger holds this request's outcome.
+
+        ``rejected`` entries do not count: their request id comes from an
+        unverified grant, so a forger could name any request with one.
+        """
+        return any(
+            e.entry.get("status") != "rejected" for e in self._ledger.find("execution", request_id)
         )
 
     def close(self) -> None:
@@ -397,6 +405,8 @@ class Gate:
             duration_us=0,
             executor=self.executor,
         )
+        # request_id, decision_index and jti above come from the UNVERIFIED grant.
+        entry["unverified_claims"] = True
         try:
             self._ledger.append(entry)
         except LedgerError:

@@ -83,3 +83,35 @@ def test_drain_skips_outcomes_already_logged(tmp_path: Path, clock: FixedClock) 
     with build_gate(home.path, spool_dir, tmp_path / "replay.db", clock) as gate:
         assert len(gate.ledger.find("execution", cleared.request_id)) == 1
     assert list(spool_dir.glob("*.json")) == []
+
+
+def test_a_forged_rejection_cannot_suppress_a_spooled_outcome(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """A rejected entry names its request from an unverified grant; drain must ignore it."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from clearance.errors import InvalidGrant
+
+    home = init_home(tmp_path / "home", now=clock())
+    spool_dir = tmp_path / "spool"
+    intent = {"principal": "agent:ops-bot", "action": "read_file", "args": {"path": "a"}}
+    with build_gate(home.path, spool_dir, tmp_path / "replay.db", clock) as gate:
+        auth = gate.authorize(intent)
+        claims = jwt.decode(auth.grant, options={"verify_signature": False})
+        forged = jwt.encode(
+            claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "forged"}
+        )
+        try:
+            gate.execute(forged, auth.intent, lambda: None)
+        except InvalidGrant:
+            pass
+        (rejected,) = gate.ledger.find("execution", auth.request_id)
+        assert rejected.entry["status"] == "rejected"
+        assert rejected.entry["unverified_claims"] is True
+        # the real outcome could not be logged and was spooled
+        Spool(spool_dir).put({**rejected.entry, "status": "ok", "unverified_claims": False})
+    with build_gate(home.path, spool_dir, tmp_path / "replay.db", clock) as gate:
+        statuses = [e.entry["status"] for e in gate.ledger.find("execution", auth.request_id)]
+    assert statuses == ["rejected", "ok"]
