@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from clearance.gate import Gate
 from clearance.home import init_home
 from clearance.keys import GrantKeyRing
@@ -103,10 +105,8 @@ def test_a_forged_rejection_cannot_suppress_a_spooled_outcome(
         forged = jwt.encode(
             claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "forged"}
         )
-        try:
+        with pytest.raises(InvalidGrant):
             gate.execute(forged, auth.intent, lambda: None)
-        except InvalidGrant:
-            pass
         (rejected,) = gate.ledger.find("execution", auth.request_id)
         assert rejected.entry["status"] == "rejected"
         assert rejected.entry["unverified_claims"] is True
