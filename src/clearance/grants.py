@@ -203,6 +203,11 @@ def issue_grant(key: SigningKey, claims: GrantClaims) -> str:
     return f"{signing_input}.{b64url_encode(signature)}"
 
 
+def _decode_payload(text: str) -> Any:
+    """Parse a claim set, refusing duplicate member names (one decoder, built once)."""
+    return _PAYLOAD_DECODER.decode(text)
+
+
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -252,7 +257,7 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
     except (InvalidSignature, ValueError, UnicodeEncodeError):
         raise InvalidGrant(f"bad signature (kid {kid})") from None
     try:
-        payload = json.loads(payload_bytes, object_pairs_hook=_no_duplicate_members)
+        payload = _decode_payload(payload_bytes.decode("utf-8"))
     except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidGrant(f"malformed token payload: {exc}") from None
     if not isinstance(payload, dict):
@@ -349,3 +354,6 @@ def peek_claims(token: str) -> dict[str, Any] | None:
     except (ValueError, TypeError, AttributeError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
+
+
+_PAYLOAD_DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicate_members)

@@ -35,6 +35,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from json.encoder import encode_basestring
 from typing import Any, Final
 
 from clearance.canonical import canonical_json, sha256_digest
@@ -201,6 +202,18 @@ def _text(name: str, value: object, limit: int) -> None:
         raise InputError(f"{name} {exc.message}") from None
 
 
+def _canonical_text(value: str | None) -> bytes:
+    """RFC 8785 form of a validated string field (or null).
+
+    JCS escapes strings exactly as the standard library's non-ASCII-preserving
+    encoder does (RFC 8785 §3.2.2.2), and every string field here was checked
+    for valid Unicode at construction, so the C string encoder is exact.
+    """
+    if value is None:
+        return b"null"
+    return encode_basestring(value).encode("utf-8")
+
+
 _ACTION_RULE: Final = "use 1-128 of A-Z a-z 0-9 _ . : - starting with a letter"
 _PRINCIPAL_RULE: Final = "use 1-256 of A-Z a-z 0-9 _ . : @ / + - starting with a letter or digit"
 _ID_RULE: Final = "use 1-128 of A-Z a-z 0-9 _ . : - starting with a letter or digit"
@@ -358,21 +371,21 @@ class Intent:
         return b"".join(
             (
                 b'{"action":',
-                canonical_json(self.action),
+                _canonical_text(self.action),
                 b',"args":',
                 self._args_canonical,
                 b',"input":',
                 self._input_canonical,
                 b',"parent_id":',
-                canonical_json(self.parent_id),
+                _canonical_text(self.parent_id),
                 b',"principal":',
-                canonical_json(self.principal),
+                _canonical_text(self.principal),
                 b',"purpose":',
-                canonical_json(self.purpose),
+                _canonical_text(self.purpose),
                 b',"resource":',
-                canonical_json(self.resource),
+                _canonical_text(self.resource),
                 b',"trace_id":',
-                canonical_json(self.trace_id),
+                _canonical_text(self.trace_id),
                 b"}",
             )
         )
