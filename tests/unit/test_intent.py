@@ -368,6 +368,19 @@ def test_with_context_replaces_only_what_is_given() -> None:
     assert len({intent.digest, moved.digest, cleared.digest}) == 3
     with pytest.raises(InputError, match=r"^trace_id"):
         intent.with_context(trace_id="not valid")
+    with pytest.raises(InputError, match=r"^parent_id"):
+        intent.with_context(parent_id="-bad")
+
+
+def test_with_context_equals_building_the_intent_afresh() -> None:
+    intent = Intent.create(
+        principal="p", action="x", resource="r", args={"a": 1.5, "é": [1]}, input={"k": "v"}
+    )
+    moved = intent.with_context(trace_id="t9", parent_id="r9")
+    fresh = Intent.from_json({**intent.to_json(), "trace_id": "t9", "parent_id": "r9"})
+    assert moved.canonical() == fresh.canonical()
+    assert moved.digest == fresh.digest
+    assert moved.to_json() == fresh.to_json()
 
 
 def test_digest_is_cached() -> None:
