@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clearance.gate import Gate
 from clearance.home import Home, init_home
 from clearance.local import open_gate
+from tests.integration.conftest import mounted_tmpfs
 
 T0 = 1_795_000_000.0  # a fixed instant in 2026
 
@@ -51,17 +52,41 @@ def gate(home: Home, clock: FixedClock) -> Iterator[Gate]:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A small real tmpfs mount, so tests can fill it or make it read-only."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("tmpfs tests need root, and CI runs as root")
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "8m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def assemble_gate(
+    home_path: Path,
+    clock: FixedClock,
+    *,
+    policy: Any = "home",
+    replay_path: Path | None = None,
+    spool_dir: Path | None = None,
+) -> Gate:
+    """A Gate wired by hand from a home's parts, for tests that replace one part.
+
+    ``policy="home"`` loads the home's bundle; anything else is used as the policy
+    source (``None`` means no bundle). The replay store and the spool may live
+    outside the home (e.g. off a tmpfs the test fills or remounts).
+    """
+    from clearance.keys import GrantKeyRing
+    from clearance.local import open_ledger
+    from clearance.policy.reload import PolicyHolder
+    from clearance.replay import SQLiteReplayGuard
+    from clearance.spool import Spool
+
+    home = Home.load(home_path)
+    return Gate(
+        policy=PolicyHolder.load(home.policy_dir) if policy == "home" else policy,
+        ledger=open_ledger(home),
+        keyring=GrantKeyRing.load(home.grant_key_dir),
+        replay_guard=SQLiteReplayGuard.open(replay_path or home.replay_path),
+        issuer="test",
+        audience="local",
+        spool=Spool(spool_dir) if spool_dir is not None else None,
+        clock=clock,
+    )
 
 
 def remount(mount: Path, mode: str) -> None:

@@ -31,7 +31,7 @@ from clearance.intent import Intent
 from clearance.local import open_gate
 from clearance.policy.engine import Decision, EvaluationInput, ToolSpec
 
-from .conftest import FixedClock, remount
+from .conftest import FixedClock, assemble_gate, remount
 
 PAYMENT: dict[str, Any] = {
     "principal": "agent:ops-bot",
@@ -59,21 +59,8 @@ def decisions(gate: Gate) -> list[Mapping[str, Any]]:
 
 
 def test_rule1_no_bundle_denies_everything(home: Home, clock: FixedClock) -> None:
-    from clearance.keys import GrantKeyRing
-    from clearance.local import open_ledger
-    from clearance.replay import SQLiteReplayGuard
-
     ran: list[str] = []
-    gate = Gate(
-        policy=None,
-        ledger=open_ledger(home),
-        keyring=GrantKeyRing.load(home.grant_key_dir),
-        replay_guard=SQLiteReplayGuard.open(home.replay_path),
-        issuer="test",
-        audience="local",
-        clock=clock,
-    )
-    with gate, pytest.raises(Denied) as denied:
+    with assemble_gate(home.path, clock, policy=None) as gate, pytest.raises(Denied) as denied:
         governed_attempt(gate, PAYMENT, ran)
     assert ran == []
     assert [r["rule"] for r in denied.value.decision["reasons"]] == ["default-deny"]
@@ -354,20 +341,8 @@ class ExplodingEngine:
 
 
 def test_rule9_unexpected_exception_denies(home: Home, clock: FixedClock) -> None:
-    from clearance.keys import GrantKeyRing
-    from clearance.local import open_ledger
-    from clearance.replay import SQLiteReplayGuard
-
     ran: list[str] = []
-    gate = Gate(
-        policy=ExplodingEngine(),
-        ledger=open_ledger(home),
-        keyring=GrantKeyRing.load(home.grant_key_dir),
-        replay_guard=SQLiteReplayGuard.open(home.replay_path),
-        issuer="test",
-        audience="local",
-        clock=clock,
-    )
+    gate = assemble_gate(home.path, clock, policy=ExplodingEngine())
     with gate, pytest.raises(Denied) as denied:
         governed_attempt(gate, PAYMENT, ran)
     assert ran == []

@@ -9,13 +9,9 @@ import pytest
 
 from clearance.gate import Gate
 from clearance.home import init_home
-from clearance.keys import GrantKeyRing
-from clearance.local import open_ledger
-from clearance.policy.reload import PolicyHolder
-from clearance.replay import SQLiteReplayGuard
 from clearance.spool import Spool
 
-from .conftest import FixedClock
+from .conftest import FixedClock, assemble_gate
 
 
 def fill(path: Path) -> None:
@@ -28,19 +24,7 @@ def fill(path: Path) -> None:
 
 
 def build_gate(home_path: Path, spool_dir: Path, replay: Path, clock: FixedClock) -> Gate:
-    from clearance.home import Home
-
-    home = Home.load(home_path)
-    return Gate(
-        policy=PolicyHolder.load(home.policy_dir),
-        ledger=open_ledger(home),
-        keyring=GrantKeyRing.load(home.grant_key_dir),
-        replay_guard=SQLiteReplayGuard.open(replay),
-        issuer="test",
-        audience="local",
-        spool=Spool(spool_dir),
-        clock=clock,
-    )
+    return assemble_gate(home_path, clock, replay_path=replay, spool_dir=spool_dir)
 
 
 def test_outcome_is_spooled_when_the_ledger_fails_and_drained_on_reopen(

@@ -22,6 +22,7 @@ from clearance.ledger.audit import verify
 from clearance.ledger.bench import bench_all, bench_appends, bench_proofs
 from clearance.ledger.checkpoint import NoteSigner, parse_checkpoint
 from clearance.ledger.sqlite import SQLiteLedger
+from tests.integration.conftest import mounted_tmpfs
 
 from .support import ORIGIN, attacker, entry, open_ledger
 
@@ -446,15 +447,8 @@ def test_read_only_ledger_file_fails_appends(tmp_path: Path, signer: NoteSigner)
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs (needs root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "tiny", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_full_disk_fails_appends_and_recovers(tiny_fs: Path, signer: NoteSigner) -> None:
