@@ -160,7 +160,7 @@ def receipt(
     the log's vkey, without access to this machine.
     """
     from clearance.home import Home, find_home
-    from clearance.ledger.receipts import build_receipt, to_tlog_proof
+    from clearance.ledger.receipts import receipt_for_request, to_tlog_proof
     from clearance.local import open_ledger
 
     if entry_kind not in ("decision", "execution"):
@@ -168,14 +168,7 @@ def receipt(
     if output_format not in ("json", "tlog-proof"):
         raise InputError(f"--format must be 'json' or 'tlog-proof', not {output_format!r}")
     with open_ledger(Home.load(find_home(home))) as ledger:
-        found = ledger.find(entry_kind, request_id)
-        if not found:
-            raise InputError(f"no {entry_kind} entry for request id {request_id!r} in the ledger")
-        # A request has one outcome; 'rejected' entries record grants refused by the executor.
-        chosen = next((e for e in found if e.entry.get("status") != "rejected"), found[-1])
-        checkpoint = ledger.checkpoint_covering(chosen.index, timeout=2.0)
-        proof = ledger.inclusion_proof(chosen.index, checkpoint.size)
-        built = build_receipt(chosen.entry, chosen.index, checkpoint, proof, ledger.vkey)
+        built = receipt_for_request(ledger, request_id, entry_kind)
     if output_format == "json":
         print_json(built)
     else:

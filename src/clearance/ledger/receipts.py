@@ -58,7 +58,7 @@ from clearance.canonical import canonical_json
 from clearance.errors import InputError, ProofError
 from clearance.ledger import merkle
 from clearance.ledger.checkpoint import NoteVerifier, b64decode_strict, parse_checkpoint
-from clearance.ledger.store import Checkpoint
+from clearance.ledger.store import Checkpoint, LedgerStore
 
 __all__ = [
     "MAX_RECEIPT_SIZE",
@@ -265,6 +265,25 @@ def build_receipt(
     }
     verify_receipt(receipt, vkey)
     return receipt
+
+
+def receipt_for_request(
+    store: LedgerStore, request_id: str, kind: str = "decision", *, timeout: float = 2.0
+) -> dict[str, Any]:
+    """The receipt of the ``kind`` entry (decision or execution) of ``request_id``.
+
+    Waits up to ``timeout`` seconds for a checkpoint covering the entry. For an
+    execution, a real outcome is preferred over ``rejected`` entries (those
+    record grants the executor refused and name their request unverified).
+    InputError when the log has no such entry.
+    """
+    found = store.find(kind, request_id)
+    if not found:
+        raise InputError(f"no {kind} entry for request id {request_id!r} in the ledger")
+    chosen = next((e for e in found if e.entry.get("status") != "rejected"), found[-1])
+    checkpoint = store.checkpoint_covering(chosen.index, timeout=timeout)
+    proof = store.inclusion_proof(chosen.index, checkpoint.size)
+    return build_receipt(chosen.entry, chosen.index, checkpoint, proof, store.vkey)
 
 
 def verify_receipt(
