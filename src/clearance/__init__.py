@@ -26,7 +26,12 @@ from clearance.grants import GrantClaims, verify_grant
 from clearance.home import init_home
 from clearance.intent import Intent
 from clearance.keys import keys_from_jwks
-from clearance.ledger.receipts import VerifiedReceipt, verify_receipt, verify_tlog_proof
+from clearance.ledger.receipts import (
+    VerifiedReceipt,
+    receipt_for_request,
+    verify_receipt,
+    verify_tlog_proof,
+)
 from clearance.local import open_gate
 from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason, ToolSpec
 from clearance.replay import ReplayGuard, SQLiteReplayGuard
@@ -60,6 +65,7 @@ __all__ = [
     "init_home",
     "keys_from_jwks",
     "open_gate",
+    "receipt_for_request",
     "verify_grant",
     "verify_receipt",
     "verify_tlog_proof",

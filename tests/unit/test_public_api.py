@@ -33,6 +33,7 @@ EXPECTED = {
     "init_home",
     "keys_from_jwks",
     "open_gate",
+    "receipt_for_request",
     "verify_grant",
     "verify_receipt",
     "verify_tlog_proof",
