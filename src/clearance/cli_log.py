@@ -173,6 +173,11 @@ def show(
     """List ledger entries: index, type, time, request id and a one-line summary."""
     with _open(home) as ledger:
         size = ledger.size()
+        if start > size or (start == size and size > 0):
+            raise InputError(
+                f"--from {start} is past the end of the log, which has {size} entries "
+                f"(indices 0..{size - 1})"
+            )
         rows = list(ledger.scan(start, min(size, start + limit)))
     if as_json:
         print_json([{"index": r.index, "entry": dict(r.entry)} for r in rows])

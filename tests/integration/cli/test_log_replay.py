@@ -126,3 +126,5 @@ def test_log_show_vkey_and_empty_log(cli: Run, home: Home) -> None:
     bad = cli("log", "show", "--from", "-1", "--home", str(home.path))
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
+    past = cli("log", "show", "--from", "100000", "--home", str(home.path))
+    assert "past the end of the log" in assert_clean_error(past)
