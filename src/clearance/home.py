@@ -180,12 +180,28 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def init_home(path: Path, *, now: float, example_policies: bool = True) -> Home:
-    """Create a home: settings, example bundle, grant key, log key. Refuses to overwrite."""
+    """Create a home: settings, example bundle, grant key, log key. Refuses to overwrite.
+
+    The settings file is written last, so a home whose creation failed half-way
+    is not mistaken for an initialised one.
+    """
+    if (path / SETTINGS_FILE).exists():
+        raise InputError(f"{path} is already a clearance home; refusing to overwrite it")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"cannot create a clearance home at {path}: it is a file, not a directory")
+    try:
+        return _create_home(path, now=now, example_policies=example_policies)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create a clearance home at {path}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from None
+
+
+def _create_home(path: Path, *, now: float, example_policies: bool) -> Home:
     from clearance.keys import GrantKeyRing
     from clearance.ledger.checkpoint import NoteSigner
 
-    if (path / SETTINGS_FILE).exists():
-        raise InputError(f"{path} is already a clearance home; refusing to overwrite it")
     path.mkdir(parents=True, exist_ok=True)
     host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.") or "localhost"
     settings = Settings(

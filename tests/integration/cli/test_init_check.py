@@ -28,6 +28,13 @@ def test_init_creates_private_keys_and_refuses_to_overwrite(cli: Run, tmp_path: 
     assert "refusing to overwrite" in assert_clean_error(again)
 
 
+def test_init_on_a_file_is_a_clean_error(cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("not a directory")
+    stderr = assert_clean_error(cli("init", "taken"))
+    assert "is a file, not a directory" in stderr
+    assert (tmp_path / "taken").read_text() == "not a directory"  # nothing lost
+
+
 def test_init_defaults_to_clearance_home_env(cli: Run, tmp_path: Path) -> None:
     result = cli("init", env={"CLEARANCE_HOME": str(tmp_path / "from-env")})
     assert result.returncode == 0, result.stderr
