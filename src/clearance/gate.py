@@ -52,6 +52,7 @@ R = TypeVar("R")
 
 MAX_MANDATE_TEXT = 16 * 1024
 APPROVAL_TTL_SECONDS = 3600.0
+KEY_REFRESH_SECONDS = 1.0
 
 
 class Gate:
@@ -88,6 +89,7 @@ class Gate:
         self._lock = threading.Lock()
         self._logged_policies: set[str] = set()
         self._logged_keys: set[str] = set()
+        self._keys_checked_at = float("-inf")
         if spool is not None:
             self.drain_spool()
 
@@ -201,6 +203,12 @@ class Gate:
             return parsed, fresh
         return parsed.with_context(trace_id=trace_id, parent_id=parent_id), fresh
 
+    def _refresh_keys(self, now: float) -> None:
+        """Pick up a key rotation done by another process (checked at most once a second)."""
+        if self._keyring is not None and now - self._keys_checked_at >= KEY_REFRESH_SECONDS:
+            self._keys_checked_at = now
+            self._keyring.refresh()
+
     def _ensure_logged(self, engine: PolicyEngine, kid: str | None, now: float) -> None:
         with self._lock:
             if engine.digest not in self._logged_policies:
@@ -272,6 +280,7 @@ class Gate:
             try:
                 if self._keyring is None:
                     raise SigningKeyError("no grant-signing key is configured")
+                self._refresh_keys(now)
                 signing_key = self._keyring.signing_key()
             except SigningKeyError as exc:
                 override = f"signing-key-unavailable: {exc}"
@@ -364,7 +373,13 @@ class Gate:
         ``rejected`` and the precise reason; the caller sees an opaque InvalidGrant.
         """
         now = self._clock()
-        keys = self._keyring.verification_keys(now) if self._keyring is not None else {}
+        keys: dict[str, Any] = {}
+        if self._keyring is not None:
+            try:
+                self._refresh_keys(now)
+            except SigningKeyError:
+                pass  # verify with the keys already loaded; signing is what fails closed
+            keys = dict(self._keyring.verification_keys(now))
         try:
             return verify_grant(
                 grant,

@@ -241,6 +241,35 @@ class GrantKeyRing:
         self._records = records
         self._active = active[0]
         self._signing_key: SigningKey | None = None
+        self._stamp = self._jwks_stamp()
+
+    def _jwks_stamp(self) -> tuple[int, int, int] | None:
+        """Identity of the JWKS file on disk (rotation replaces it atomically)."""
+        try:
+            st = (self._directory / JWKS_FILE).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Re-read the ring if another process rotated it; True when something changed.
+
+        A long-running gate calls this so that a ``clearance keys rotate`` run
+        elsewhere takes effect without a restart. SigningKeyError when the new
+        state cannot be read: the caller then fails closed (rule 5).
+        """
+        stamp = self._jwks_stamp()
+        if stamp == self._stamp:
+            return False
+        records = self._read_records(self._directory)
+        active = [r for r in records if r.retired is None]
+        if len(active) != 1:
+            raise SigningKeyError(
+                f"grant key ring {self._directory} has {len(active)} active keys, expected 1"
+            )
+        self._records, self._active, self._signing_key = records, active[0], None
+        self._stamp = stamp
+        return True
 
     @property
     def directory(self) -> Path:
@@ -319,6 +348,7 @@ class GrantKeyRing:
         except OSError as exc:
             raise SigningKeyError(f"cannot rotate grant keys in {self._directory}: {exc}") from None
         self._records, self._active, self._signing_key = records, new, None
+        self._stamp = self._jwks_stamp()
         return self.signing_key()
 
     def jwks(self, now: float) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -208,3 +210,29 @@ def test_dry_run_writes_nothing(gate: Gate) -> None:
     assert decision.effect == "allow"
     assert facts["count"] == 0
     assert gate.ledger.size() == size
+
+
+def kid(token: str) -> str:
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    return str(header["kid"])
+
+
+def test_a_rotation_elsewhere_takes_effect_without_a_restart(
+    gate: Gate, home: Any, clock: FixedClock
+) -> None:
+    from clearance.keys import GrantKeyRing
+
+    before = gate.authorize(pay("acme-supplies", 10.0))
+    other_process = GrantKeyRing.load(home.grant_key_dir)  # e.g. `clearance keys rotate`
+    new_key = other_process.rotate(clock(), max_grant_lifetime=gate.grant_lifetime)
+    clock.advance(2)
+    after = gate.authorize(pay("acme-supplies", 10.0))
+    assert kid(before.grant) != new_key.kid
+    assert kid(after.grant) == new_key.kid
+    # grants signed before the rotation still verify until they expire
+    gate.execute(before.grant, before.intent, lambda: None)
+    gate.execute(after.grant, after.intent, lambda: None)
+    assert {e.entry["kid"] for e in gate.ledger.scan() if e.entry["type"] == "key"} == {
+        kid(before.grant),
+        new_key.kid,
+    }
