@@ -18,6 +18,7 @@ Invariants (DESIGN §1 and §4):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -375,10 +376,9 @@ class Gate:
         now = self._clock()
         keys: dict[str, Any] = {}
         if self._keyring is not None:
-            try:
+            # An unreadable rotation leaves the keys already loaded; signing fails closed.
+            with contextlib.suppress(SigningKeyError):
                 self._refresh_keys(now)
-            except SigningKeyError:
-                pass  # verify with the keys already loaded; signing is what fails closed
             keys = dict(self._keyring.verification_keys(now))
         try:
             return verify_grant(
