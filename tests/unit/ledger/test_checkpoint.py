@@ -189,7 +189,7 @@ def _bad_skeys() -> list[str]:
 def test_malformed_skeys_raise_signing_key_error_without_echoing_the_seed(skey: str) -> None:
     with pytest.raises(SigningKeyError) as info:
         NoteSigner.from_skey(skey)
-    seed = SIGNER.skey().rsplit("+", 1)[1]
+    seed = SIGNER.skey().split("+", 4)[4]  # names hold no "+", base64 may
     assert seed not in str(info.value)
 
 
