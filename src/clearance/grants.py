@@ -1,7 +1,8 @@
 """Grants: short-lived, single-use EdDSA JWTs bound to one intent digest.
 
 Contract (DESIGN §5, "Grant"): a JWT (RFC 7519) in JWS compact serialization,
-signed with EdDSA over Ed25519 (RFC 8037 §3.1), protected header exactly
+signed with EdDSA over Ed25519 (RFC 8037 §3.1; the operations run on libsodium, see
+:mod:`clearance.ed25519`), protected header exactly
 ``{"alg": "EdDSA", "typ": "JWT", "kid": <RFC 7638 thumbprint>}``, and exactly
 the claims of :data:`CLAIMS`: ``iss``, ``aud``, ``sub`` (principal), ``jti``,
 ``iat``, ``nbf``, ``exp`` (NumericDate, integer seconds, RFC 7519 §2), ``act``
@@ -50,9 +51,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from clearance import ed25519
 from clearance.errors import InputError, InvalidGrant, SigningKeyError
 from clearance.intent import Intent
 from clearance.keys import SigningKey, b64url_decode, b64url_encode
@@ -197,7 +198,7 @@ def issue_grant(key: SigningKey, claims: GrantClaims) -> str:
     payload = json.dumps(claims.to_json(), separators=(",", ":"), sort_keys=True).encode()
     signing_input = f"{_encoded_header(key.kid)}.{b64url_encode(payload)}"
     try:
-        signature = key.private_key.sign(signing_input.encode("ascii"))
+        signature = ed25519.sign(key.private_key, signing_input.encode("ascii"))
     except (ValueError, TypeError) as exc:
         raise SigningKeyError(f"cannot sign grant: {exc}") from None
     return f"{signing_input}.{b64url_encode(signature)}"
@@ -253,9 +254,11 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
     except ValueError as exc:
         raise InvalidGrant(f"malformed token: {exc}") from None
     try:
-        key.verify(signature, f"{segments[0]}.{segments[1]}".encode("ascii"))
-    except (InvalidSignature, ValueError, UnicodeEncodeError):
-        raise InvalidGrant(f"bad signature (kid {kid})") from None
+        signing_input = f"{segments[0]}.{segments[1]}".encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidGrant("malformed token: not ASCII") from None
+    if not ed25519.verify(key, signature, signing_input):
+        raise InvalidGrant(f"bad signature (kid {kid})")
     try:
         payload = _decode_payload(payload_bytes.decode("utf-8"))
     except (ValueError, TypeError, RecursionError) as exc:
