@@ -54,6 +54,22 @@ R = TypeVar("R")
 MAX_MANDATE_TEXT = 16 * 1024
 APPROVAL_TTL_SECONDS = 3600.0
 KEY_REFRESH_SECONDS = 1.0
+IN_PROCESS_SUFFIX = "#in-process"
+
+
+class _SingleUse:
+    """The replay guard of one in-process verification: accepts the first jti it sees, once."""
+
+    def __init__(self) -> None:
+        self._seen: str | None = None
+
+    def consume(self, jti: str, exp: float, now: float) -> None:
+        if self._seen is not None:
+            raise InvalidGrant(f"replayed jti {jti!r} (in-process grant)")
+        self._seen = jti
+
+    def close(self) -> None:
+        return None
 
 
 class Gate:
@@ -82,6 +98,15 @@ class Gate:
         self._replay_guard = replay_guard
         self.issuer = issuer
         self.audience = audience
+        self.in_process_audience = f"{audience}{IN_PROCESS_SUFFIX}"
+        """``aud`` of grants for governed calls run in this process (``clearance``, ``governed``).
+
+        No executor accepts it (they check ``aud == audience``), and only
+        :meth:`clearance` verifies it, exactly once, right after issuing it; so
+        its single use holds by construction and costs no replay-store write.
+        Grants from :meth:`authorize` carry ``audience`` and are single-use through
+        the durable replay store (fail-closed rule 6).
+        """
         self._spool = spool
         self._clock = clock
         self.grant_lifetime = grant_lifetime
@@ -253,9 +278,15 @@ class Gate:
         Raises :class:`Denied` (with the reasons), :class:`ApprovalRequired`, or
         :class:`InputError` for a malformed intent. Never returns without a grant.
         """
+        return self._authorize_guarded(intent, audience=self.audience)
+
+    def _authorize_guarded(
+        self, intent: Intent | Mapping[str, Any], *, audience: str
+    ) -> Authorization:
+        """:meth:`authorize` for grants addressed to ``audience``; every failure denies."""
         parsed, fresh = self._contextualize(intent)
         try:
-            return self._authorize(parsed, fresh=fresh)
+            return self._authorize(parsed, fresh=fresh, audience=audience)
         except (Denied, InputError):
             raise
         except LedgerError as exc:
@@ -269,7 +300,7 @@ class Gate:
                 decision={"effect": "deny", "reasons": ["gate-error"], "detail": repr(exc)},
             ) from exc
 
-    def _authorize(self, intent: Intent, *, fresh: bool) -> Authorization:
+    def _authorize(self, intent: Intent, *, fresh: bool, audience: str) -> Authorization:
         now = self._clock()
         engine = self.engine
         request_id = new_id("r")
@@ -296,7 +327,7 @@ class Gate:
             grant_info = {
                 "jti": jti,
                 "kid": signing_key.kid,
-                "aud": self.audience,
+                "aud": audience,
                 "exp": int(now) + self.grant_lifetime,
             }
         approval_id = new_id("a") if decision.effect == "approval_required" else None
@@ -354,7 +385,7 @@ class Gate:
         claims = GrantClaims.for_intent(
             intent,
             issuer=self.issuer,
-            audience=self.audience,
+            audience=audience,
             policy_digest=engine.digest,
             request_id=request_id,
             ledger_index=index,
@@ -373,6 +404,16 @@ class Gate:
         A refusal is appended to the ledger as an execution entry with status
         ``rejected`` and the precise reason; the caller sees an opaque InvalidGrant.
         """
+        return self._verify(grant, intent, audience=self.audience, replay=self._replay_guard)
+
+    def _verify(
+        self,
+        grant: str,
+        intent: Intent | Mapping[str, Any],
+        *,
+        audience: str,
+        replay: ReplayGuard,
+    ) -> GrantClaims:
         now = self._clock()
         keys: dict[str, Any] = {}
         if self._keyring is not None:
@@ -385,10 +426,10 @@ class Gate:
                 grant,
                 intent if isinstance(intent, Intent) else Intent.from_json(intent),
                 keys=keys,
-                audience=self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 now=now,
-                replay=self._replay_guard,
+                replay=replay,
             )
         except InvalidGrant as exc:
             self._record_rejection(grant, intent, exc.reason, now)
@@ -435,8 +476,15 @@ class Gate:
         The body runs only after the grant verified. Nested governed calls inside
         the body inherit the trace and get this request as their parent.
         """
-        authorization = self.authorize(intent)
-        claims = self.verify(authorization.grant, authorization.intent)
+        # The grant is addressed to this gate's in-process verifier alone, which checks
+        # it once, right here: see in_process_audience for why no replay-store write.
+        authorization = self._authorize_guarded(intent, audience=self.in_process_audience)
+        claims = self._verify(
+            authorization.grant,
+            authorization.intent,
+            audience=self.in_process_audience,
+            replay=_SingleUse(),
+        )
         cleared = Cleared(authorization, claims)
         token = _current_request.set(
             (cast(str, authorization.intent.trace_id), authorization.request_id)

@@ -26,6 +26,7 @@ from clearance.errors import (
     PolicyError,
 )
 from clearance.gate import Gate
+from clearance.grants import verify_grant
 from clearance.home import Home, init_home
 from clearance.intent import Intent
 from clearance.local import open_gate
@@ -347,3 +348,37 @@ def test_rule9_unexpected_exception_denies(home: Home, clock: FixedClock) -> Non
         governed_attempt(gate, PAYMENT, ran)
     assert ran == []
     assert denied.value.reasons == ["gate-error"]
+
+
+def test_rule6_an_in_process_grant_cannot_be_presented_again(gate: Gate) -> None:
+    """clearance() grants are addressed to the in-process verifier, which used them once."""
+    from clearance.keys import keys_from_jwks
+    from clearance.replay import SQLiteReplayGuard
+
+    ran: list[str] = []
+    with gate.clearance(PAYMENT) as cleared:
+        pass
+    assert cleared.claims.aud == gate.in_process_audience != gate.audience
+    (decision,) = decisions(gate)
+    assert decision["grant"]["aud"] == gate.in_process_audience
+    # presented to this gate's executor path ...
+    with pytest.raises(InvalidGrant) as rejected:
+        gate.execute(cleared.grant, cleared.authorization.intent, lambda: ran.append("body"))
+    assert "audience" in rejected.value.reason
+    # ... or to a tool service that verifies with the published keys
+    assert gate.ledger.size() > 0
+    jwks = {"keys": [e.entry["jwk"] for e in gate.ledger.scan() if e.entry["type"] == "key"]}
+    guard = SQLiteReplayGuard.open(gate.ledger.path.parent / "tool-replay.db")  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(InvalidGrant):
+            verify_grant(
+                cleared.grant,
+                cleared.authorization.intent,
+                keys=keys_from_jwks(jwks),
+                audience=gate.audience,
+                now=cleared.claims.iat + 1,
+                replay=guard,
+            )
+    finally:
+        guard.close()
+    assert ran == []
