@@ -262,11 +262,12 @@ def ledger_benchmarks(directory: Path, *, quick: bool) -> dict[str, Any]:
 
 
 def crypto_baseline(iterations: int) -> dict[str, float]:
-    """p50 µs of a raw Ed25519 sign and verify on this machine, measured alongside.
+    """p50 µs of a raw OpenSSL Ed25519 sign and verify, measured alongside: a yardstick.
 
-    Governed-call latency is dominated by one sign and one verify, and this
-    machine's speed drifts; dividing by this baseline gives a ratio that is
-    comparable across runs and machines.
+    Machine speed drifts (on shared VMs by half within minutes); dividing the
+    governed-call latency by this fixed piece of native work gives a ratio that
+    is comparable across runs and machines. (Grants themselves are signed and
+    verified with libsodium, see :mod:`clearance.ed25519`, which is faster.)
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
