@@ -261,14 +261,9 @@ class GrantKeyRing:
         stamp = self._jwks_stamp()
         if stamp == self._stamp:
             return False
-        records = self._read_records(self._directory)
-        active = [r for r in records if r.retired is None]
-        if len(active) != 1:
-            raise SigningKeyError(
-                f"grant key ring {self._directory} has {len(active)} active keys, expected 1"
-            )
-        self._records, self._active, self._signing_key = records, active[0], None
-        self._stamp = stamp
+        reloaded = GrantKeyRing.load(self._directory)  # validates exactly like a fresh load
+        self._records, self._active, self._signing_key = reloaded._records, reloaded._active, None
+        self._stamp = stamp  # taken before the read: a rotation racing it is seen next time
         return True
 
     @property
