@@ -5,27 +5,43 @@ returns for the same value, or raises :class:`~clearance.errors.InputError`
 where ``rfc8785`` raises. The ``rfc8785`` package is the reference; a fast path
 serves the common case where a value holds only dicts with ASCII keys, lists,
 strings, booleans, ``None`` and integers in the IEEE-754 safe range. For such
-values the standard library's sorted, compact, non-ASCII-preserving JSON
-encoder produces the JCS bytes (RFC 8785 §3.2.2.2 string escaping matches
-ECMAScript's, and ASCII keys sort the same by UTF-16 code unit as by code
-point). Anything else (floats, non-ASCII keys, tuples, other types) goes to
+values ``orjson`` with sorted keys produces the JCS bytes: compact UTF-8, string
+escaping as RFC 8785 §3.2.2.2 prescribes (quotation mark and backslash escaped,
+the short escapes, lowercase six-character escapes for the other control
+characters, everything else literal), and ASCII keys sort the same by UTF-16
+code unit as by code point. It does so about eight times faster than the
+standard library's encoder, which matters because every ledger append and
+intent digest goes through it.
+Anything else (floats, non-ASCII keys, tuples, other types) goes to
 ``rfc8785``. A hypothesis test pins the equivalence.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+import orjson
 import rfc8785
 
 from clearance.errors import InputError
 
 _SAFE_INT = 2**53 - 1
-_encode = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def encode_fast_path(value: Any) -> bytes:
+    """The RFC 8785 bytes of a value inside the fast-path domain (see the module docstring).
+
+    The caller guarantees the domain: only dicts with ASCII string keys, lists,
+    strings, booleans, ``None`` and integers within ``±(2**53-1)``. Raises
+    InputError for a string that is not valid Unicode (a lone surrogate).
+    """
+    try:
+        return _dumps(value, option=_SORTED)
+    except orjson.JSONEncodeError as exc:
+        raise InputError(f"value is not valid Unicode: {exc}") from None
 
 
 def _fast_path_ok(value: Any, depth: int = 0) -> bool:
@@ -92,10 +108,7 @@ def canonical_json(value: Any) -> bytes:
     that double, so canonical JSON read back re-canonicalizes to the same bytes.
     """
     if _fast_path_ok(value):
-        try:
-            return _encode(value).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(f"value is not valid Unicode: {exc.reason}") from None
+        return encode_fast_path(value)
     try:
         return rfc8785.dumps(_ints_as_doubles(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:

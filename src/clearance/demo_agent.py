@@ -231,7 +231,8 @@ class DemoAgent:
         step = self._new_step("pay_invoice", args)
         step.args += " (forged grant)"
         intent = self._intent("pay_invoice", args).with_context(trace_id=self.trace.trace_id)
-        forged_rid = new_id("r")
+        now = time.time()
+        forged_rid = new_id("r", now)
         step.request_id = forged_rid
         claims = GrantClaims.for_intent(
             intent,
@@ -240,7 +241,7 @@ class DemoAgent:
             policy_digest=self.gate.engine.digest,
             request_id=forged_rid,
             ledger_index=max(0, self.gate.ledger.size() - 1),
-            now=time.time(),
+            now=now,
         )
         token = issue_grant(SigningKey(kid, Ed25519PrivateKey.generate()), claims)
         self.execute(step, token, intent, self._ran(step, forged_rid, args))

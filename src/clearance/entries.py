@@ -147,8 +147,11 @@ def decision_entry(
     redacted: bool,
 ) -> dict[str, Any]:
     """One authorization decision, with everything needed to replay it."""
+    stamp = timestamp(now)
     return {
-        **_base("decision", now),
+        "type": "decision",
+        "v": ENTRY_VERSION,
+        "at": stamp,
         "request_id": request_id,
         "trace_id": intent.get("trace_id"),
         "parent_id": intent.get("parent_id"),
@@ -158,7 +161,7 @@ def decision_entry(
         "redacted": redacted,
         "principal_attrs": dict(principal_attrs),
         "facts": dict(facts),
-        "now": timestamp(now),
+        "now": stamp,
         "effect": decision["effect"],
         "reasons": list(decision["reasons"]),
         "policy_digest": decision["policy_digest"],

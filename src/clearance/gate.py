@@ -22,8 +22,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 from clearance import entries
@@ -189,9 +190,10 @@ class Gate:
             raise InputError(f"mandate bounds must be JSON: {exc}") from None
         if "expires_at" in bounds_obj:
             entries.parse_timestamp(str(bounds_obj["expires_at"]))
-        trace_id = new_id("t")
+        now = self._clock()
+        trace_id = new_id("t", now)
         mandate_obj = {"text": mandate, "bounds": bounds_obj}
-        self._ledger.append(entries.trace_entry(self._clock(), trace_id, mandate_obj, opened_by))
+        self._ledger.append(entries.trace_entry(now, trace_id, mandate_obj, opened_by))
         context = TraceContext(trace_id, mandate_obj)
         token = _current_trace.set(context)
         try:
@@ -221,7 +223,7 @@ class Gate:
             trace_id = running[0]
         fresh = trace_id is None
         if trace_id is None:
-            trace_id = new_id("t")
+            trace_id = new_id("t", self._clock())
         parent_id = parsed.parent_id
         if parent_id is None and running is not None and running[0] == trace_id:
             parent_id = running[1]
@@ -303,7 +305,7 @@ class Gate:
     def _authorize(self, intent: Intent, *, fresh: bool, audience: str) -> Authorization:
         now = self._clock()
         engine = self.engine
-        request_id = new_id("r")
+        request_id = new_id("r", now)
         request, parent_index, attrs = self._evaluation_input(engine, intent, now, fresh=fresh)
         decision = decide(engine, request)
         signing_key = None
@@ -320,7 +322,7 @@ class Gate:
 
         tool = engine.tool(intent.action)
         logged_args, redacted = entries.redact_args(intent.args, tool.sensitive if tool else ())
-        logged_intent = {**intent.to_json(), "args": logged_args}
+        logged_intent = {**intent.members(), "args": logged_args}
         grant_info: dict[str, Any] | None = None
         jti = new_jti()
         if signing_key is not None and override is None:
@@ -330,7 +332,7 @@ class Gate:
                 "aud": audience,
                 "exp": int(now) + self.grant_lifetime,
             }
-        approval_id = new_id("a") if decision.effect == "approval_required" else None
+        approval_id = new_id("a", now) if decision.effect == "approval_required" else None
         entry = entries.decision_entry(
             now,
             request_id=request_id,
@@ -469,13 +471,16 @@ class Gate:
             if self._spool is not None and isinstance(rid, str):
                 self._spool.put(entry)
 
-    @contextmanager
-    def clearance(self, intent: Intent | Mapping[str, Any]) -> Iterator[Cleared]:
+    def clearance(self, intent: Intent | Mapping[str, Any]) -> AbstractContextManager[Cleared]:
         """Authorize, verify and govern the ``with`` body; record its outcome afterwards.
 
         The body runs only after the grant verified. Nested governed calls inside
         the body inherit the trace and get this request as their parent.
         """
+        return _GovernedCall(self, intent)
+
+    def _begin(self, intent: Intent | Mapping[str, Any]) -> Cleared:
+        """Entering :meth:`clearance`: authorize, then verify the grant once, in process."""
         # The grant is addressed to this gate's in-process verifier alone, which checks
         # it once, right here: see in_process_audience for why no replay-store write.
         authorization = self._authorize_guarded(intent, audience=self.in_process_audience)
@@ -485,22 +490,7 @@ class Gate:
             audience=self.in_process_audience,
             replay=_SingleUse(),
         )
-        cleared = Cleared(authorization, claims)
-        token = _current_request.set(
-            (cast(str, authorization.intent.trace_id), authorization.request_id)
-        )
-        started = time.perf_counter()
-        status, error_type = "ok", None
-        try:
-            yield cleared
-        except BaseException as exc:
-            status, error_type = "error", type(exc).__qualname__
-            raise
-        finally:
-            _current_request.reset(token)
-            self._record_outcome(
-                cleared, status, error_type, int((time.perf_counter() - started) * 1e6)
-            )
+        return Cleared(authorization, claims)
 
     def execute(self, grant: str, intent: Intent | Mapping[str, Any], body: Callable[[], R]) -> R:
         """Run ``body`` only if ``grant`` verifies for ``intent``; record the outcome.
@@ -582,3 +572,40 @@ class Gate:
         from clearance.governed import governed
 
         return governed(self, action, principal=principal, resource=resource, purpose=purpose)
+
+
+class _GovernedCall:
+    """The context manager :meth:`Gate.clearance` returns (one per governed call).
+
+    ``__enter__`` runs only the gate's checks; the body runs between the two
+    halves with this request as the running one; ``__exit__`` records the
+    outcome, ``error`` with the exception type when the body raised, which then
+    propagates unchanged. A class rather than a generator keeps this per-call
+    wrapper cheap.
+    """
+
+    __slots__ = ("_cleared", "_gate", "_intent", "_started", "_token")
+
+    def __init__(self, gate: Gate, intent: Intent | Mapping[str, Any]) -> None:
+        self._gate = gate
+        self._intent = intent
+
+    def __enter__(self) -> Cleared:
+        cleared = self._cleared = self._gate._begin(self._intent)
+        authorization = cleared.authorization
+        self._token = _current_request.set(
+            (cast(str, authorization.intent.trace_id), authorization.request_id)
+        )
+        self._started = time.perf_counter()
+        return cleared
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        duration_us = int((time.perf_counter() - self._started) * 1e6)
+        _current_request.reset(self._token)
+        status, error_type = ("ok", None) if exc_type is None else ("error", exc_type.__qualname__)
+        self._gate._record_outcome(self._cleared, status, error_type, duration_us)

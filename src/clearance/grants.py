@@ -49,8 +49,9 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clearance import ed25519
@@ -86,8 +87,19 @@ ALGORITHM: Final[str] = "EdDSA"
 
 _INT_CLAIMS: Final = frozenset({"iat", "nbf", "exp", "lix"})
 _CLAIM_SET: Final = frozenset(CLAIMS)
+_CLAIM_KINDS: Final = tuple((name, name in _INT_CLAIMS) for name in CLAIMS)
 _HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
 _HEADER_CACHE: dict[str, str] = {}
+_ACCEPTED_HEADERS: dict[str, str] = {}
+"""Encoded protected headers of grants that verified, mapped to their ``kid``.
+
+A header segment is the same for every grant of a key, so after the first
+grant that passed steps 2 and 3 it is recognised by string lookup instead of
+being decoded and checked again (its ``kid`` must still name a known key).
+Only a signature made with a known key adds an entry, so a forger cannot fill
+the cache; it is bounded by :data:`_MAX_ACCEPTED_HEADERS` anyway.
+"""
+_MAX_ACCEPTED_HEADERS: Final[int] = 64
 
 
 def _encoded_header(kid: str) -> str:
@@ -107,21 +119,20 @@ def new_jti() -> str:
 
 def _claims_problem(claims: Mapping[str, object]) -> str | None:
     """Why ``claims`` is not exactly a well-typed claim set, or None."""
-    missing = [name for name in CLAIMS if name not in claims]
-    if missing:
-        return f"missing claims: {', '.join(missing)}"
-    unexpected = sorted(repr(name)[:40] for name in claims if name not in _CLAIM_SET)
-    if unexpected:
+    if claims.keys() != _CLAIM_SET:
+        missing = [name for name in CLAIMS if name not in claims]
+        if missing:
+            return f"missing claims: {', '.join(missing)}"
+        unexpected = sorted(repr(name)[:40] for name in claims if name not in _CLAIM_SET)
         return f"unexpected claims: {', '.join(unexpected)}"
-    for name in CLAIMS:
+    for name, is_int in _CLAIM_KINDS:
         value = claims[name]
-        if name in _INT_CLAIMS:
+        if is_int:
             if type(value) is not int:
                 return f"claim {name} must be an integer, got {type(value).__name__}"
         elif type(value) is not str or not value:
             return f"claim {name} must be a non-empty string"
-    lix = claims["lix"]
-    if isinstance(lix, int) and lix < 0:
+    if cast(int, claims["lix"]) < 0:
         return "claim lix must not be negative"
     return None
 
@@ -195,7 +206,7 @@ def issue_grant(key: SigningKey, claims: GrantClaims) -> str:
     lifetime = claims.exp - claims.nbf
     if not 0 < lifetime <= MAX_ISSUE_LIFETIME or claims.exp - claims.iat > MAX_ISSUE_LIFETIME:
         raise ValueError(f"grant lifetime must be within (0, {MAX_ISSUE_LIFETIME}] seconds")
-    payload = json.dumps(claims.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    payload = orjson.dumps(claims.to_json(), option=orjson.OPT_SORT_KEYS)
     signing_input = f"{_encoded_header(key.kid)}.{b64url_encode(payload)}"
     try:
         signature = ed25519.sign(key.private_key, signing_input.encode("ascii"))
@@ -221,17 +232,10 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
-    """Steps 1-3 and the JSON half of 4: the signed payload as a dict, or InvalidGrant."""
-    if not isinstance(token, str):
-        raise InvalidGrant(f"malformed token: expected a string, got {type(token).__name__}")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidGrant(f"malformed token: longer than {MAX_TOKEN_CHARS} characters")
-    segments = token.split(".")
-    if len(segments) != 3:
-        raise InvalidGrant("malformed token: not a three-segment compact JWS")
+def _checked_header_kid(segment: str) -> object:
+    """Step 2 on an encoded protected header: its ``kid`` (any JSON value), or InvalidGrant."""
     try:
-        header = json.loads(b64url_decode(segments[0]))
+        header = json.loads(b64url_decode(segment))
     except (ValueError, RecursionError) as exc:
         raise InvalidGrant(f"malformed token header: {exc}") from None
     if not isinstance(header, dict):
@@ -244,7 +248,22 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
         raise InvalidGrant(f"alg {_short(alg)} is not {ALGORITHM}")
     if header.get("typ", "JWT") != "JWT":
         raise InvalidGrant(f"typ {_short(header.get('typ'))} is not JWT")
-    kid = header.get("kid")
+    return header.get("kid")
+
+
+def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
+    """Steps 1-3 and the JSON half of 4: the signed payload as a dict, or InvalidGrant."""
+    if not isinstance(token, str):
+        raise InvalidGrant(f"malformed token: expected a string, got {type(token).__name__}")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidGrant(f"malformed token: longer than {MAX_TOKEN_CHARS} characters")
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise InvalidGrant("malformed token: not a three-segment compact JWS")
+    kid: object = _ACCEPTED_HEADERS.get(segments[0])
+    cached = kid is not None
+    if not cached:
+        kid = _checked_header_kid(segments[0])
     key = keys.get(kid) if isinstance(kid, str) else None
     if key is None:
         raise InvalidGrant(f"unknown kid {_short(kid)}")
@@ -259,6 +278,8 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
         raise InvalidGrant("malformed token: not ASCII") from None
     if not ed25519.verify(key, signature, signing_input):
         raise InvalidGrant(f"bad signature (kid {kid})")
+    if not cached and len(_ACCEPTED_HEADERS) < _MAX_ACCEPTED_HEADERS:
+        _ACCEPTED_HEADERS[segments[0]] = cast(str, kid)
     try:
         payload = _decode_payload(payload_bytes.decode("utf-8"))
     except (ValueError, TypeError, RecursionError) as exc:
@@ -300,10 +321,10 @@ def verify_grant(
         raise ValueError("audience must be a non-empty string")
 
     payload = _verified_payload(token, keys)
-    problem = _claims_problem(payload)
-    if problem is not None:
-        raise InvalidGrant(problem)
-    claims = GrantClaims(**payload)
+    try:
+        claims = GrantClaims(**payload)  # __post_init__ checks the claim set
+    except (TypeError, ValueError):
+        raise InvalidGrant(_claims_problem(payload) or "malformed claim set") from None
 
     if now < claims.nbf - leeway:
         raise InvalidGrant(f"not yet valid: nbf={claims.nbf} now={now} leeway={leeway}")

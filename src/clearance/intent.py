@@ -355,6 +355,23 @@ class Intent:
             "input": None if self.input is None else _copy_json(self.input, 1),
         }
 
+    def members(self) -> dict[str, Any]:
+        """The normalized intent like :meth:`to_json`, but sharing ``args`` and ``input``.
+
+        For serializing at once (the gate's ledger entries) without copying the
+        arguments; the caller must not mutate the nested values.
+        """
+        return {
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "args": self.args,
+            "purpose": self.purpose,
+            "trace_id": self.trace_id,
+            "parent_id": self.parent_id,
+            "input": self.input,
+        }
+
     def canonical(self) -> bytes:
         """The RFC 8785 canonical JSON bytes of :meth:`to_json` (what :attr:`digest` hashes).
 

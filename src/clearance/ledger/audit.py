@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clearance.canonical import canonical_json
+from clearance.canonical import canonical_json, encode_fast_path
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
 from clearance.ledger import merkle
 from clearance.ledger.checkpoint import NoteVerifier, parse_checkpoint
@@ -108,11 +108,8 @@ class _Findings:
 # beyond 2**53-1) the parsed value is exactly in canonical_json's fast-path domain
 # (dicts with ASCII keys, lists, strings, booleans, null, safe integers: a key
 # written with a non-ASCII escape re-encodes as raw UTF-8 and so fails the
-# comparison, as it must), where canonical_json *is* this encoder. Everything else
-# takes the definition. A property test pins the two against each other.
-_ENCODE = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+# comparison, as it must), where canonical_json *is* encode_fast_path. Everything
+# else takes the definition. A property test pins the two against each other.
 _SAFE_INT = 2**53 - 1
 
 
@@ -148,8 +145,8 @@ def parse_leaf(leaf: bytes) -> tuple[Any, bool]:
             pass
         else:
             try:
-                return value, _ENCODE(value).encode("utf-8") == leaf
-            except UnicodeEncodeError:  # an escaped lone surrogate: not canonical JSON
+                return value, encode_fast_path(value) == leaf
+            except InputError:  # an escaped lone surrogate: not canonical JSON
                 return value, False
     value = json.loads(leaf)
     try:
