@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
 from clearance import entries
 from clearance.canonical import canonical_json, json_digest
@@ -238,6 +238,9 @@ class Gate:
             self._keyring.refresh()
 
     def _ensure_logged(self, engine: PolicyEngine, kid: str | None, now: float) -> None:
+        """Append the policy and key entries a decision refers to, once per gate."""
+        if engine.digest in self._logged_policies and (kid is None or kid in self._logged_keys):
+            return  # both sets only grow, so a hit needs no lock
         with self._lock:
             if engine.digest not in self._logged_policies:
                 if not self._ledger.find("policy", engine.digest):
@@ -363,6 +366,36 @@ class Gate:
                     expires_at=now + APPROVAL_TTL_SECONDS,
                 )
             )
+        if override is not None or decision.effect != "allow":
+            self._refuse(decision, request_id, index, approval_id, override)
+        if signing_key is None or grant_info is None:  # an allow without a key has an override
+            raise Denied(
+                "denied: the gate failed while deciding",
+                decision={"effect": "deny", "reasons": ["gate-error"], "request_id": request_id},
+            )
+        claims = GrantClaims.for_intent(
+            intent,
+            issuer=self.issuer,
+            audience=audience,
+            policy_digest=engine.digest,
+            request_id=request_id,
+            ledger_index=index,
+            now=now,
+            lifetime=self.grant_lifetime,
+            jti=jti,
+        )
+        token = issue_grant(signing_key, claims)
+        return Authorization(request_id, intent, decision, index, token)
+
+    @staticmethod
+    def _refuse(
+        decision: Decision,
+        request_id: str,
+        index: int,
+        approval_id: str | None,
+        override: str | None,
+    ) -> NoReturn:
+        """Raise what a logged decision that grants nothing means to the caller."""
         decision_json = {**decision.to_json(), "request_id": request_id, "index": index}
         if override is not None:
             raise Denied(
@@ -379,24 +412,10 @@ class Gate:
                 approval_id=cast(str, approval_id),
                 decision=decision_json,
             )
-        if decision.effect != "allow" or signing_key is None or grant_info is None:
-            raise Denied(
-                f"denied: {'; '.join(r.message or r.rule for r in decision.reasons)}",
-                decision=decision_json,
-            )
-        claims = GrantClaims.for_intent(
-            intent,
-            issuer=self.issuer,
-            audience=audience,
-            policy_digest=engine.digest,
-            request_id=request_id,
-            ledger_index=index,
-            now=now,
-            lifetime=self.grant_lifetime,
-            jti=jti,
+        raise Denied(
+            f"denied: {'; '.join(r.message or r.rule for r in decision.reasons)}",
+            decision=decision_json,
         )
-        token = issue_grant(signing_key, claims)
-        return Authorization(request_id, intent, decision, index, token)
 
     # --- execution --------------------------------------------------------------------
 
@@ -417,12 +436,12 @@ class Gate:
         replay: ReplayGuard,
     ) -> GrantClaims:
         now = self._clock()
-        keys: dict[str, Any] = {}
+        keys: Mapping[str, Any] = {}
         if self._keyring is not None:
             # An unreadable rotation leaves the keys already loaded; signing fails closed.
             with contextlib.suppress(SigningKeyError):
                 self._refresh_keys(now)
-            keys = dict(self._keyring.verification_keys(now))
+            keys = self._keyring.verification_keys(now)  # a fresh dict per call
         try:
             return verify_grant(
                 grant,

@@ -331,11 +331,11 @@ class Intent:
         # Everything else was validated when ``self`` was built, and ``args``/``input``
         # are private copies no one mutates, so the clone may share them. Skipping the
         # re-validation keeps this off the governed call's hot path.
+        state = {name: self.__dict__[name] for name in _ALL_ATTRIBUTES}  # not the cached digest
+        state["trace_id"] = new_trace
+        state["parent_id"] = new_parent
         clone = object.__new__(Intent)
-        for name in _ALL_ATTRIBUTES:
-            object.__setattr__(clone, name, getattr(self, name))
-        object.__setattr__(clone, "trace_id", new_trace)
-        object.__setattr__(clone, "parent_id", new_parent)
+        object.__setattr__(clone, "__dict__", state)
         return clone
 
     def to_json(self) -> dict[str, Any]:

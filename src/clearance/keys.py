@@ -70,14 +70,22 @@ def b64url_decode(text: str) -> bytes:
     """Strict unpadded base64url decoding (RFC 7515 §2).
 
     Raises ValueError for any other alphabet, padding or non-canonical
-    trailing bits, so one value has exactly one accepted encoding.
+    trailing bits, so one value has exactly one accepted encoding: a final
+    character that carries bits beyond the data (RFC 4648 §3.5) is refused.
     """
-    if _B64URL.fullmatch(text) is None or len(text) % 4 == 1:
+    tail = len(text) % 4
+    if tail == 1 or _B64URL.fullmatch(text) is None:
         raise ValueError("not unpadded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url_encode(data) != text:
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:
         raise ValueError("non-canonical base64url")
-    return data
+    return base64.urlsafe_b64decode(text + "==="[: 4 - tail] if tail else text)
+
+
+_CANONICAL_LAST: Final = {
+    2: "AQgw",  # 2 characters per final byte: the last one's low 4 bits are unused
+    3: "AEIMQUYcgkosw048",  # 3 characters per 2 bytes: the low 2 bits are unused
+}
+"""The final characters whose unused bits are zero, by ``len(text) % 4``."""
 
 
 def jwk_thumbprint(public_key: Ed25519PublicKey) -> str:

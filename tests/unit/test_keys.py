@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -13,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 from jwt.api_jws import PyJWS
 
 from clearance.errors import SigningKeyError
@@ -361,3 +364,21 @@ def test_keys_from_jwks_rejects_duplicate_kids(ring: GrantKeyRing) -> None:
 def test_keys_from_jwks_accepts_the_rfc8037_key_without_optional_members() -> None:
     keys = keys_from_jwks({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": RFC8037_X, "kid": "k"}]})
     assert jwk_thumbprint(keys["k"]) == RFC8037_KID
+
+
+@given(
+    st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/", max_size=12
+    )
+)
+def test_b64url_decode_accepts_exactly_the_canonical_encodings(text: str) -> None:
+    canonical = (
+        len(text) % 4 != 1
+        and all(c not in "=+/" for c in text)
+        and b64url_encode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))) == text
+    )
+    if canonical:
+        assert b64url_encode(b64url_decode(text)) == text
+    else:
+        with pytest.raises(ValueError, match="base64url"):
+            b64url_decode(text)
