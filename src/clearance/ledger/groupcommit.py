@@ -9,7 +9,8 @@ A thread that submits work queues it and then either
 * finds the role taken and **follows**: it sleeps until it is woken either with its
   result (a leader committed its item) or with the role (it leads the next batch).
 
-A lone writer therefore commits on its own thread with no hand-off, while under
+A lone writer therefore commits on its own thread with no hand-off (and without
+queueing at all when it finds the role free), while under
 load the batch grows with the number of writers that arrived during the previous
 commit (the classic database group commit). Each follower is woken once, through
 its own lock, rather than all of them on every commit.
@@ -107,6 +108,14 @@ class GroupCommit(Generic[T, R]):
 
     def submit(self, item: T) -> R:
         """Queue ``item``, wait for the commit that includes it and return its result."""
+        with self._lock:
+            # The role is free only while nothing is queued (items queue behind a holder),
+            # so a submitter that finds it free commits its item alone, without queueing.
+            alone = not self._busy
+            if alone:
+                self._busy = True
+        if alone:
+            return self._commit_alone(item)
         me: _Waiter[T, R] = _Waiter(item)
         gate = None
         with self._lock:
@@ -124,6 +133,27 @@ class GroupCommit(Generic[T, R]):
         if me.error is not None:
             raise _rethrown(me.error) from me.error
         return me.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _commit_alone(self, item: T) -> R:
+        """Commit ``item`` as a batch of one while holding the role; the uncontended path.
+
+        Same outcomes as :meth:`_lead` for a batch of one: the result, or a fresh
+        LedgerError chained to the failure; BaseExceptions propagate as they are.
+        """
+        try:
+            results = self._commit((item,))
+        except Exception as exc:
+            raise _rethrown(exc) from exc
+        finally:
+            self._batches += 1
+            self._items += 1
+            self._release()
+            if self._watchers:
+                with self._progress:
+                    self._progress.notify_all()
+        if len(results) != 1:
+            raise LedgerError("commit returned the wrong number of results")
+        return results[0]
 
     def _lead(self, batch: list[_Waiter[T, R]], me: _Waiter[T, R]) -> None:
         results: Sequence[R] = ()

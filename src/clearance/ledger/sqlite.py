@@ -56,6 +56,7 @@ from clearance.ledger.sqlite_db import (
     Prepared,
     Tree,
     connect,
+    describe,
     extend,
     initialise,
     insert_entries,
@@ -218,8 +219,9 @@ class SQLiteLedger:
     # --- appending ---------------------------------------------------------------------
 
     def append(self, entry: Mapping[str, Any]) -> int:
-        """Append one entry durably and return its leaf index."""
-        return self.append_many((entry,))[0]
+        """Append one entry durably and return its leaf index (see :meth:`append_many`)."""
+        self._check_usable()
+        return self._group.submit(prepare((entry,)))
 
     def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append several entries in one commit; indices are consecutive.
@@ -243,14 +245,16 @@ class SQLiteLedger:
         count = new.size - old.size
         conn = self._conn
         try:
-            with translate(self._path, "appending to the ledger"):
-                if count <= MAX_ROWS_PER_INSERT:
-                    insert_entries(conn, flat, 0, count)  # one statement: its own transaction
-                else:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for first in range(0, count, MAX_ROWS_PER_INSERT):
-                        insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
-                    conn.execute("COMMIT")
+            if count <= MAX_ROWS_PER_INSERT:
+                insert_entries(conn, flat, 0, count)  # one statement: its own transaction
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                for first in range(0, count, MAX_ROWS_PER_INSERT):
+                    insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._reload_after_failure()
+            raise LedgerError(f"appending to the ledger: {describe(exc, self._path)}") from exc
         except BaseException:
             self._reload_after_failure()
             raise
