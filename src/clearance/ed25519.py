@@ -2,8 +2,9 @@
 
 Keys live as ``cryptography`` objects everywhere else (PEM files, JWKS, C2SP
 keys); this module only performs the two operations on the governed call's hot
-path with libsodium, which signs about 1.6× and verifies about 2× faster than
-OpenSSL here (``clearance bench`` reports the OpenSSL baseline). Both follow
+path with libsodium, which signs about 1.3-1.6× and verifies about 1.6-2× faster
+than OpenSSL on this machine, depending on the day (``clearance bench`` reports
+the OpenSSL baseline). Both follow
 RFC 8032 §5.1; libsodium additionally rejects non-canonical signatures and
 small-order public keys, which only makes verification stricter.
 
