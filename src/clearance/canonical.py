@@ -45,7 +45,7 @@ def encode_fast_path(value: Any) -> bytes:
 
 
 def _fast_path_ok(value: Any, depth: int = 0) -> bool:
-    """True when the stdlib encoder yields JCS bytes for ``value``.
+    """True when the fast-path encoder (orjson, sorted keys) yields JCS bytes for ``value``.
 
     Strings, booleans and ``None`` are checked inline, without a call per value:
     this runs on every ledger append.

@@ -100,3 +100,14 @@ def test_digests() -> None:
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     )
     assert json_digest({}) == sha256_digest(b"{}")
+
+
+def test_every_code_point_is_escaped_as_rfc8785_escapes_it() -> None:
+    # The fast path's encoder (orjson) must escape strings exactly as JCS does
+    # (RFC 8785 §3.2.2.2): all of the BMP outside the surrogates, and the astral
+    # planes' first and last code points, as keys' values and inside arrays.
+    bmp = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    astral = [chr(c) for c in (0x10000, 0x1F600, 0xE0001, 0x10FFFF)]
+    text = "".join(bmp + astral)
+    value = {"s": text, "chunks": [text[i : i + 64] for i in range(0, len(text), 4096)]}
+    assert canonical_json(value) == rfc8785.dumps(value)
