@@ -233,9 +233,22 @@ def issue_grant(key: SigningKey, claims: GrantClaims) -> str:
     return f"{signing_input}.{b64url_encode(signature)}"
 
 
-def _decode_payload(text: str) -> Any:
-    """Parse a claim set, refusing duplicate member names (one decoder, built once)."""
-    return _PAYLOAD_DECODER.decode(text)
+def _decode_payload(data: bytes) -> Any:
+    """Parse a claim set, refusing duplicate member names.
+
+    Fast path: a payload that is exactly the compact, key-sorted serialization of
+    what it parses to (as :func:`issue_grant` writes it) cannot repeat a member,
+    since the parsed object would then serialize shorter. Anything else, such as
+    another issuer's key order, goes through the strict decoder, which also gives
+    the precise reason for a refusal.
+    """
+    try:
+        parsed = orjson.loads(data)
+        if type(parsed) is dict and orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS) == data:
+            return parsed
+    except orjson.JSONDecodeError:
+        pass
+    return _PAYLOAD_DECODER.decode(data.decode("utf-8"))
 
 
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -299,7 +312,7 @@ def _verified_payload(token: object, keys: Mapping[str, Ed25519PublicKey]) -> di
     if not cached and len(_ACCEPTED_HEADERS) < _MAX_ACCEPTED_HEADERS:
         _ACCEPTED_HEADERS[segments[0]] = cast(str, kid)
     try:
-        payload = _decode_payload(payload_bytes.decode("utf-8"))
+        payload = _decode_payload(payload_bytes)
     except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidGrant(f"malformed token payload: {exc}") from None
     if not isinstance(payload, dict):

@@ -359,6 +359,20 @@ def test_duplicate_claim_names(key: SigningKey, keys: Any, guard: Any) -> None:
     assert "duplicate member" in _reason(_sign(key, body.encode()), keys, guard)
 
 
+def test_duplicate_claim_names_in_compact_sorted_form(
+    key: SigningKey, keys: Any, guard: Any
+) -> None:
+    # The form issue_grant writes, which the verifier parses on its fast path.
+    compact = json.dumps(_claims(), sort_keys=True, separators=(",", ":"))
+    body = compact.replace('"act":', '"act":"transfer_funds","act":', 1)
+    assert "duplicate member" in _reason(_sign(key, body.encode()), keys, guard)
+
+
+def test_payload_that_is_not_utf8(key: SigningKey, keys: Any, guard: Any) -> None:
+    reason = _reason(_sign(key, b'{"iss":"\xff"}'), keys, guard)
+    assert reason.startswith("malformed token payload")
+
+
 # -- claims ---------------------------------------------------------------------------
 
 
