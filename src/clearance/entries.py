@@ -147,11 +147,9 @@ def decision_entry(
     redacted: bool,
 ) -> dict[str, Any]:
     """One authorization decision, with everything needed to replay it."""
-    stamp = timestamp(now)
+    base = _base("decision", now)
     return {
-        "type": "decision",
-        "v": ENTRY_VERSION,
-        "at": stamp,
+        **base,
         "request_id": request_id,
         "trace_id": intent.get("trace_id"),
         "parent_id": intent.get("parent_id"),
@@ -161,7 +159,7 @@ def decision_entry(
         "redacted": redacted,
         "principal_attrs": dict(principal_attrs),
         "facts": dict(facts),
-        "now": stamp,
+        "now": base["at"],  # the same clock reading, formatted once
         "effect": decision["effect"],
         "reasons": list(decision["reasons"]),
         "policy_digest": decision["policy_digest"],

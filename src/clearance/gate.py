@@ -366,13 +366,8 @@ class Gate:
                     expires_at=now + APPROVAL_TTL_SECONDS,
                 )
             )
-        if override is not None or decision.effect != "allow":
+        if override is not None or decision.effect != "allow" or signing_key is None:
             self._refuse(decision, request_id, index, approval_id, override)
-        if signing_key is None or grant_info is None:  # an allow without a key has an override
-            raise Denied(
-                "denied: the gate failed while deciding",
-                decision={"effect": "deny", "reasons": ["gate-error"], "request_id": request_id},
-            )
         claims = GrantClaims.for_intent(
             intent,
             issuer=self.issuer,

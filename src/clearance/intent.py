@@ -345,13 +345,8 @@ class Intent:
         does not affect this intent.
         """
         return {
-            "principal": self.principal,
-            "action": self.action,
-            "resource": self.resource,
+            **self.members(),
             "args": _copy_json(self.args, 1),
-            "purpose": self.purpose,
-            "trace_id": self.trace_id,
-            "parent_id": self.parent_id,
             "input": None if self.input is None else _copy_json(self.input, 1),
         }
 

@@ -145,12 +145,7 @@ class GroupCommit(Generic[T, R]):
         except Exception as exc:
             raise _rethrown(exc) from exc
         finally:
-            self._batches += 1
-            self._items += 1
-            self._release()
-            if self._watchers:
-                with self._progress:
-                    self._progress.notify_all()
+            self._finish(1, ())
         if len(results) != 1:
             raise LedgerError("commit returned the wrong number of results")
         return results[0]
@@ -172,17 +167,21 @@ class GroupCommit(Generic[T, R]):
             else:
                 waiter.error = LedgerError(f"ledger commit interrupted: {error!r}")
             waiter.done = True
+        # The leader's own gate, if any, was released to make it lead.
+        self._finish(len(batch), [waiter for waiter in batch if waiter is not me])
+        if error is not None and not isinstance(error, Exception):
+            raise error  # KeyboardInterrupt and friends stay on the leader's thread
+
+    def _finish(self, items: int, woken: Sequence[_Waiter[T, R]]) -> None:
+        """After a commit of ``items``: count it, pass the role on, wake ``woken`` and watchers."""
         self._batches += 1
-        self._items += len(batch)
+        self._items += items
         self._release()
-        for waiter in batch:
-            if waiter is not me:  # the leader's own gate, if any, was released to make it lead
-                waiter.wake()
+        for waiter in woken:
+            waiter.wake()
         if self._watchers:
             with self._progress:
                 self._progress.notify_all()
-        if error is not None and not isinstance(error, Exception):
-            raise error  # KeyboardInterrupt and friends stay on the leader's thread
 
     def _release(self) -> None:
         """Hand the role to a waiting exclusive holder, else the oldest submitter, else free it."""

@@ -56,7 +56,6 @@ from clearance.ledger.sqlite_db import (
     Prepared,
     Tree,
     connect,
-    describe,
     extend,
     initialise,
     insert_entries,
@@ -245,16 +244,14 @@ class SQLiteLedger:
         count = new.size - old.size
         conn = self._conn
         try:
-            if count <= MAX_ROWS_PER_INSERT:
-                insert_entries(conn, flat, 0, count)  # one statement: its own transaction
-            else:
-                conn.execute("BEGIN IMMEDIATE")
-                for first in range(0, count, MAX_ROWS_PER_INSERT):
-                    insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._reload_after_failure()
-            raise LedgerError(f"appending to the ledger: {describe(exc, self._path)}") from exc
+            with translate(self._path, "appending to the ledger"):
+                if count <= MAX_ROWS_PER_INSERT:
+                    insert_entries(conn, flat, 0, count)  # one statement: its own transaction
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    for first in range(0, count, MAX_ROWS_PER_INSERT):
+                        insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
+                    conn.execute("COMMIT")
         except BaseException:
             self._reload_after_failure()
             raise
