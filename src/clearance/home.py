@@ -10,7 +10,9 @@ Layout (created by :func:`init_home`, ``clearance init``)::
       keys/log.vkey      its verifier key (public)
       ledger.db          the SQLite ledger (WAL)
       replay.db          the executor's durable jti store
-      spool/             execution outcomes waiting for the ledger
+      spool/             execution outcomes waiting for the ledger (MAC-authenticated)
+      spool/quarantine/  spool files that failed authentication, kept for a human
+      checkpoints/latest the latest signed checkpoint, anchored outside the ledger file
 
 The home is found from an explicit path, else ``CLEARANCE_HOME``, else
 ``./.clearance`` (:func:`find_home`).
@@ -22,7 +24,8 @@ import os
 import secrets
 import shutil
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -36,7 +39,20 @@ DEFAULT_HOME = ".clearance"
 SETTINGS_FILE = "clearance.yaml"
 Durability = Literal["durable", "relaxed"]
 
-_SETTINGS_KEYS = {"origin", "issuer", "audience", "durability", "grant_lifetime"}
+_SETTINGS_KEYS = {
+    "origin",
+    "issuer",
+    "audience",
+    "durability",
+    "grant_lifetime",
+    "default_mandate",
+    "require_trace",
+    "witness_dirs",
+    "checkpoint_grace",
+}
+_MANDATE_KEYS = {"text", "bounds"}
+DEFAULT_CHECKPOINT_GRACE = 300
+"""Seconds an entry may stay without a signed checkpoint before audits call it tampering."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,20 @@ class Settings:
     """The ``aud`` claim: the executor audience grants are issued for."""
     durability: Durability = "durable"
     grant_lifetime: int = 30
+    default_mandate: Mapping[str, Any] = field(
+        default_factory=lambda: {"text": "", "bounds": {}}
+    )
+    """The mandate of a governed call made while no trace is open (``{text, bounds}``).
+
+    The default is the narrowest mandate: no text and no bounds, so a bounded action
+    (one whose rules read ``trace.mandate.bounds``) is granted nothing.
+    """
+    require_trace: bool = False
+    """When true, a governed call made while no trace is open is refused outright."""
+    witness_dirs: tuple[str, ...] = ()
+    """Directories that also receive every anchored checkpoint (see :mod:`clearance.ledger.anchor`)."""
+    checkpoint_grace: int = DEFAULT_CHECKPOINT_GRACE
+    """Seconds an entry may remain uncovered by any signed checkpoint before it is tampering."""
 
     def to_json(self) -> dict[str, Any]:
         """The YAML form."""
@@ -60,6 +90,13 @@ class Settings:
             "audience": self.audience,
             "durability": self.durability,
             "grant_lifetime": self.grant_lifetime,
+            "default_mandate": {
+                "text": self.default_mandate.get("text", ""),
+                "bounds": dict(self.default_mandate.get("bounds", {})),
+            },
+            "require_trace": self.require_trace,
+            "witness_dirs": list(self.witness_dirs),
+            "checkpoint_grace": self.checkpoint_grace,
         }
 
 
@@ -84,13 +121,67 @@ def parse_settings(raw: object, where: str) -> Settings:
     origin = str(raw["origin"])
     if any(c.isspace() or c == "+" for c in origin):
         raise InputError(f"{where}: 'origin' may not contain spaces or '+'")
+    require_trace = raw.get("require_trace", False)
+    if not isinstance(require_trace, bool):
+        raise InputError(f"{where}: 'require_trace' must be true or false")
+    witnesses = raw.get("witness_dirs", [])
+    if not isinstance(witnesses, list) or not all(isinstance(w, str) and w for w in witnesses):
+        raise InputError(f"{where}: 'witness_dirs' must be a list of directory paths")
+    grace = raw.get("checkpoint_grace", DEFAULT_CHECKPOINT_GRACE)
+    if not isinstance(grace, int) or isinstance(grace, bool) or not 1 <= grace <= 86_400:
+        raise InputError(f"{where}: 'checkpoint_grace' must be whole seconds from 1 to 86400")
     return Settings(
         origin=origin,
         issuer=str(raw["issuer"]),
         audience=str(raw["audience"]),
         durability=cast(Durability, durability),
         grant_lifetime=lifetime,
+        default_mandate=parse_mandate(raw.get("default_mandate", {}), f"{where}: default_mandate"),
+        require_trace=require_trace,
+        witness_dirs=tuple(witnesses),
+        checkpoint_grace=grace,
     )
+
+
+MAX_MANDATE_TEXT = 16 * 1024
+"""Longest mandate text, in code points."""
+
+
+def parse_mandate(raw: object, where: str) -> dict[str, Any]:
+    """Validate a mandate ``{text, bounds}`` (both optional); returns the normalized form.
+
+    ``bounds`` must be a JSON object; ``bounds.expires_at``, when present, an RFC 3339
+    timestamp. InputError names ``where`` and the problem.
+    """
+    from clearance.canonical import canonical_json
+    from clearance.entries import parse_timestamp
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InputError(f"{where}: expected a mapping with 'text' and 'bounds'")
+    unknown = set(raw) - _MANDATE_KEYS
+    if unknown:
+        raise InputError(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: text, bounds")
+    text = raw.get("text", "")
+    if not isinstance(text, str) or len(text) > MAX_MANDATE_TEXT:
+        raise InputError(f"{where}: 'text' must be a string of at most {MAX_MANDATE_TEXT} characters")
+    bounds = raw.get("bounds", {})
+    if bounds is None:
+        bounds = {}
+    if not isinstance(bounds, Mapping):
+        raise InputError(f"{where}: 'bounds' must be a mapping")
+    bounds = dict(bounds)
+    try:
+        canonical_json(bounds)
+    except InputError as exc:
+        raise InputError(f"{where}: 'bounds' must be JSON: {exc}") from None
+    if "expires_at" in bounds:
+        try:
+            parse_timestamp(str(bounds["expires_at"]))
+        except InputError as exc:
+            raise InputError(f"{where}: 'bounds.expires_at': {exc}") from None
+    return {"text": text, "bounds": bounds}
 
 
 def find_home(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -144,6 +235,16 @@ class Home:
     def spool_dir(self) -> Path:
         """Outcomes waiting for the ledger."""
         return self.path / "spool"
+
+    @property
+    def anchor_dir(self) -> Path:
+        """Where the latest signed checkpoint is anchored outside the ledger file."""
+        return self.path / "checkpoints"
+
+    @property
+    def witness_dirs(self) -> tuple[Path, ...]:
+        """Operator-configured witness directories (relative paths are under the home)."""
+        return tuple(self.path / Path(w).expanduser() for w in self.settings.witness_dirs)
 
     @classmethod
     def load(cls, path: Path) -> Home:
