@@ -10,12 +10,14 @@ from clearance.cleared import Authorization, Cleared
 from clearance.entries import check_redacted
 from clearance.errors import (
     ApprovalRequired,
+    BindingError,
     Denied,
     Error,
     GateError,
     InputError,
     InvalidGrant,
     LedgerError,
+    OutcomeUnrecorded,
     PolicyError,
     ProofError,
     SigningKeyError,
@@ -35,10 +37,12 @@ from clearance.ledger.receipts import (
 from clearance.local import open_gate
 from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason, ToolSpec
 from clearance.replay import ReplayGuard, SQLiteReplayGuard
+from clearance.traces import Trace, carry
 
 __all__ = [
     "ApprovalRequired",
     "Authorization",
+    "BindingError",
     "Cleared",
     "Decision",
     "Denied",
@@ -51,6 +55,7 @@ __all__ = [
     "Intent",
     "InvalidGrant",
     "LedgerError",
+    "OutcomeUnrecorded",
     "PolicyEngine",
     "PolicyError",
     "ProofError",
@@ -60,7 +65,9 @@ __all__ = [
     "SigningKeyError",
     "TamperError",
     "ToolSpec",
+    "Trace",
     "VerifiedReceipt",
+    "carry",
     "check_redacted",
     "init_home",
     "keys_from_jwks",

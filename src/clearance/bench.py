@@ -17,6 +17,9 @@ What is measured:
   ``relaxed`` leaves commits in the OS page cache (DESIGN §7). Each mode
   warms up, then times ``iterations`` calls ``repeats`` times; p50/p99 are
   the medians over repeats, calls/s is iterations over the wall time of a run.
+* **trace length** — the relaxed governed call at trace lengths 1, 1,000 and
+  10,000 (calls already decided in the same trace): trace facts are a cached
+  fold, so the three should stay within 1.5× of each other.
 * **breakdown** — the same pipeline executed phase by phase with the same
   components, each phase timed on its own, to show where a governed call
   spends its time (what remains is the gate's own bookkeeping).
@@ -102,6 +105,41 @@ def governed_benchmark(
     }
 
 
+TRACE_LENGTHS: tuple[int, ...] = (1, 1000, 10_000)
+"""Trace lengths at which :func:`trace_length_benchmark` times a governed call."""
+
+
+def trace_length_benchmark(home: Path, *, samples: int) -> dict[int, float]:
+    """p50 µs of a relaxed governed call at each of :data:`TRACE_LENGTHS` in one trace.
+
+    One trace is filled with governed calls; when it holds ``length`` decisions,
+    the next ``samples`` calls are timed (the trace grows as they run).
+    """
+    from clearance.local import open_gate
+
+    results: dict[int, float] = {}
+    with (
+        open_gate(home, principal=_PRINCIPAL, durability="relaxed") as gate,
+        gate.trace("Summarize the reports", opened_by="clearance bench"),
+    ):
+        done = 0
+        for length in TRACE_LENGTHS:
+            while done < length - 1:
+                with gate.clearance(_intent(done)):
+                    pass
+                done += 1
+            timed: list[int] = []
+            for _ in range(samples):
+                started = time.perf_counter_ns()
+                with gate.clearance(_intent(done)):
+                    pass
+                timed.append(time.perf_counter_ns() - started)
+                done += 1
+            timed.sort()
+            results[length] = round(_percentile(timed, 0.50), 1)
+    return results
+
+
 class _Phases:
     """Per-call phase timings, filled by the wrappers :func:`phase_breakdown` installs."""
 
@@ -137,7 +175,7 @@ class _TimedLedger:
             ),
             inner.append,
         )
-        self.trace = phases.wrap("facts", inner.trace)
+        self.last_in_trace = phases.wrap("facts", inner.last_in_trace)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -148,7 +186,7 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
 
     A profiling run: the gate is built from the home's components as
     :func:`clearance.local.open_gate` builds it, with its ledger wrapped and
-    the functions it calls (:func:`~clearance.facts.compute_facts`,
+    the functions it calls (:func:`~clearance.facts.for_request`,
     :func:`~clearance.gate.decide`, :func:`~clearance.grants.issue_grant`,
     :func:`~clearance.grants.verify_grant`, :meth:`Intent.with_context`, which
     validates the contextualized intent, and its digest) temporarily replaced
@@ -161,6 +199,7 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
     from clearance.local import open_ledger
     from clearance.policy.cel_engine import CelPolicyEngine
     from clearance.replay import SQLiteReplayGuard
+    from clearance.sealing import JWKS_PURPOSE, derive_key
 
     located = Home.load(home)
     phases = _Phases()
@@ -175,7 +214,7 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
     patches = {
         name: phases.wrap(phase, getattr(gate_module, name))
         for name, phase in (
-            ("compute_facts", "facts"),
+            ("for_request", "facts"),
             ("decide", "evaluation"),
             ("issue_grant", "sign"),
             ("verify_grant", "verify"),
@@ -186,11 +225,13 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
     gate = Gate(
         policy=CelPolicyEngine.from_directory(located.policy_dir),
         ledger=cast(Any, _TimedLedger(ledger, phases)),
-        keyring=GrantKeyRing.load(located.grant_key_dir),
+        keyring=GrantKeyRing.load(
+            located.grant_key_dir, seal_key=derive_key(located.read_log_skey(), JWKS_PURPOSE)
+        ),
         replay_guard=SQLiteReplayGuard.open(located.replay_path, mode),
         issuer=located.settings.issuer,
         audience=located.settings.audience,
-        default_principal=_PRINCIPAL,
+        principal=_PRINCIPAL,
     )
     try:
         for name, wrapper in patches.items():
@@ -322,6 +363,13 @@ def collect(*, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
             results[f"governed_over_crypto_{mode}"] = round(
                 results[f"governed_p50_us_{mode}"] / crypto, 2
             )
+        progress("governed calls at trace lengths " + ", ".join(map(str, TRACE_LENGTHS)))
+        by_length = trace_length_benchmark(home, samples=100 if quick else 300)
+        for length, p50 in by_length.items():
+            results[f"trace_p50_us_{length}"] = p50
+        results["trace_p50_ratio_max"] = round(
+            max(by_length.values()) / max(min(by_length.values()), 1e-9), 2
+        )
         for mode in modes:
             progress(f"phase breakdown, {mode}")
             phases = phase_breakdown(home, mode, iterations=60 if quick else 500)
@@ -358,6 +406,13 @@ def _tables(results: dict[str, Any], console: Console) -> None:
             target,
         )
     console.print(main)
+    lengths = Table(title="Governed call (relaxed) by trace length", title_justify="left")
+    lengths.add_column("calls already in the trace", justify="right")
+    lengths.add_column("p50 µs", justify="right")
+    for length in TRACE_LENGTHS:
+        lengths.add_row(f"{length:,}", f"{results[f'trace_p50_us_{length}']:.1f}")
+    lengths.add_row("max / min", f"{results['trace_p50_ratio_max']:.2f} (target ≤ 1.5)")
+    console.print(lengths)
     phases = Table(
         title="Where a governed call spends its time (median µs per phase, profiled run)",
         title_justify="left",

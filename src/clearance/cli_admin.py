@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,10 @@ from rich.table import Table
 
 from clearance.cli_common import CheckFailed, HomeOption, now, out, print_json
 from clearance.errors import InputError, PolicyError
+
+if TYPE_CHECKING:
+    from clearance.home import Home
+    from clearance.keys import GrantKeyRing
 
 policy_app = typer.Typer(
     help="Validate policy bundles and run their table-driven tests.", no_args_is_help=True
@@ -56,6 +60,37 @@ def validate(directory: DirArgument) -> None:
         out.print("  [yellow]warning:[/] no rules: this bundle denies everything")
 
 
+@policy_app.command("lint")
+def lint(directory: DirArgument) -> None:
+    """Report policy-author traps in a bundle that loads (the gate logs the same warnings).
+
+    Prints one line per warning, ``warning[CODE] rule ID: message``, or "no
+    warnings". Codes: totals-negative (a capped total whose amount may be
+    negative), totals-sensitive (a capped total over a sensitive argument,
+    which never counts), action-lookalike and action-undeclared (with strict:
+    false, a rule action that is not a declared tool). Exit status 0 when
+    clean, 1 when there is at least one warning, 2 when the bundle does not
+    load.
+    """
+    from clearance.policy.cel_engine import CelPolicyEngine
+    from clearance.policy.lint import lint_bundle
+
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such directory; pass the bundle's directory")
+    try:
+        engine = CelPolicyEngine.from_directory(directory)
+    except PolicyError as exc:
+        # Exit 2, not CheckFailed's 1: 1 means "loaded, with warnings".
+        raise PolicyError(f"the bundle in {directory} is INVALID: {exc.diagnostics()}") from None
+    warnings = lint_bundle(engine.bundle)
+    for warning in warnings:
+        out.print(warning.render(), markup=False, soft_wrap=True)
+    if not warnings:
+        out.print(f"no warnings in bundle {directory}", markup=False, soft_wrap=True)
+        return
+    raise CheckFailed(f"{len(warnings)} lint warning(s) in the bundle in {directory}")
+
+
 @policy_app.command("test")
 def test(
     directory: DirArgument,
@@ -99,18 +134,33 @@ def test(
         raise CheckFailed(f"{len(failed)} of {len(results)} policy test cases failed")
 
 
+def _sealed_ring(located: Home) -> GrantKeyRing:
+    """The home's grant key ring, verified with the seal key derived from its log key."""
+    from clearance import sealing
+    from clearance.keys import GrantKeyRing
+
+    seal_key = sealing.derive_key(located.read_log_skey(), sealing.JWKS_PURPOSE)
+    return GrantKeyRing.load(located.grant_key_dir, seal_key=seal_key)
+
+
 @keys_app.command("jwks")
 def jwks(home: HomeOption = None) -> None:
     """Print the public grant-verification keys as a JWK Set (RFC 7517, OKP/Ed25519).
 
     Executors that run tools elsewhere verify grants with these keys alone;
-    the HTTP gateway serves the same set at /.well-known/jwks.json.
+    the HTTP gateway serves the same set at /.well-known/jwks.json. Only a
+    ring whose seal verifies is published. It holds the active key and the
+    retired keys that signed grants still within their lifetime; a retired
+    key the ledger never logged (it signed nothing) is left out.
     """
     from clearance.home import Home, find_home
-    from clearance.keys import GrantKeyRing
+    from clearance.local import open_ledger
 
     located = Home.load(find_home(home))
-    print_json(GrantKeyRing.load(located.grant_key_dir).jwks(now()))
+    ring = _sealed_ring(located)
+    with open_ledger(located) as ledger:
+        document = ring.jwks(now(), keep_retired=lambda kid: bool(ledger.find("key", kid)))
+    print_json(document)
 
 
 @keys_app.command("rotate")
@@ -122,11 +172,54 @@ def rotate(home: HomeOption = None) -> None:
     breaks. Gates pick up the new key when they next open the home.
     """
     from clearance.home import Home, find_home
-    from clearance.keys import GrantKeyRing
 
     located = Home.load(find_home(home))
-    ring = GrantKeyRing.load(located.grant_key_dir)
+    ring = _sealed_ring(located)
     old = ring.active_kid
     key = ring.rotate(now(), float(located.settings.grant_lifetime))
     out.print(f"[bold green]Rotated[/] grant key: {old} -> {key.kid}")
     out.print(f"  the retired key stays published for {located.settings.grant_lifetime}s + leeway")
+
+
+@keys_app.command("seal")
+def seal(home: HomeOption = None) -> None:
+    """Seal the grant key ring's jwks.json as it is now, vouching for every key it lists.
+
+    Gates and `clearance keys` refuse a ring whose seal is missing (written by
+    an older version) or does not verify (edited outside clearance). Inspect
+    keys/grant/jwks.json first: every kid must be a key this home created.
+    Prints each key sealed and warns about retired keys the ledger never
+    logged, which no grant of this home was signed with.
+    """
+    from clearance import sealing
+    from clearance.errors import Error
+    from clearance.home import Home, find_home
+    from clearance.keys import GrantKeyRing
+    from clearance.local import open_ledger
+
+    located = Home.load(find_home(home))
+    seal_key = sealing.derive_key(located.read_log_skey(), sealing.JWKS_PURPOSE)
+    ring = GrantKeyRing.reseal(located.grant_key_dir, seal_key=seal_key)
+    logged: set[str] | None
+    try:
+        with open_ledger(located) as ledger:
+            logged = {k.kid for k in ring.keys if ledger.find("key", k.kid)}
+    except Error as exc:
+        logged = None
+        out.print(f"[yellow]warning:[/] cannot read the ledger's key entries: {escape(str(exc))}")
+    out.print(f"[bold green]Sealed[/] grant key ring {escape(str(located.grant_key_dir))}")
+    unlogged = [
+        k.kid for k in ring.keys if not k.active and logged is not None and k.kid not in logged
+    ]
+    for key in ring.keys:
+        mark = "  (retired, never signed a grant here)" if key.kid in unlogged else ""
+        out.print(f"  {'active ' if key.active else 'retired'}  {key.kid}{mark}")
+    if unlogged:
+        # A retired key the ledger never saw is what the key-injection attack leaves behind
+        # (a rotation straight after another one looks the same, and is harmless to drop).
+        out.print(
+            f"[yellow]warning:[/] {len(unlogged)} retired key(s) have no `key` entry in the "
+            "ledger: no grant of this home was signed with them, and `clearance keys jwks` "
+            "leaves them out. If you did not retire them yourself, remove them from "
+            "jwks.json and run `clearance keys seal` again."
+        )

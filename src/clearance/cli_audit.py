@@ -17,6 +17,7 @@ from rich.table import Table
 from clearance.cli_common import (
     CheckFailed,
     HomeOption,
+    now,
     out,
     parse_json,
     print_json,
@@ -36,13 +37,35 @@ def check(
             metavar="INTENT.json", help="The intent to decide, as a JSON file; '-' reads stdin."
         ),
     ],
+    mandate: Annotated[
+        str | None,
+        typer.Option(
+            "--mandate",
+            help="Decide as if in a new trace opened with this mandate text.",
+            show_default=False,
+        ),
+    ] = None,
+    bounds: Annotated[
+        str | None,
+        typer.Option(
+            "--bounds",
+            metavar="JSON",
+            help="The mandate's bounds as a JSON object, e.g. '{\"spend_cap\": 600}'.",
+            show_default=False,
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Decide an intent without running it or writing to the ledger (a dry run).
+    """Decide an intent without running it and without opening the ledger (a dry run).
 
-    Prints the decision as JSON: effect, the reasons (rule ids and messages),
-    the policy bundle digest, the intent digest and the trace facts the policy
-    saw. Exit status: 0 allow, 1 deny, 3 approval_required, 2 for a malformed
+    The intent is decided as a governed call made with no trace open would be:
+    under the home's default mandate (`default_mandate` in clearance.yaml), at
+    depth 0; with `--mandate`/`--bounds`, as the first call of a new trace opened
+    with that mandate. An intent naming a `trace_id` or `parent_id` is refused (only trusted
+    code opens traces). Prints the decision as JSON: effect, the reasons (rule ids
+    and messages), the policy bundle digest, the intent digest and the trace facts
+    the policy saw. Writes nothing: no ledger, spool, replay store or checkpoint is
+    opened. Exit status: 0 allow, 1 deny, 3 approval_required, 2 for a malformed
     intent (unknown fields, wrong types) or a missing home.
     """
     from clearance.intent import Intent
@@ -53,10 +76,15 @@ def check(
         intent = Intent.from_json(raw)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
-    from clearance.local import open_gate  # imported late: bad input fails fast
+    from clearance.dry_run import dry_run  # imported late: bad input fails fast
+    from clearance.home import Home, find_home, parse_mandate
 
-    with open_gate(home) as gate:
-        parsed, decision, facts = gate.evaluate(intent)
+    located = Home.load(find_home(home))
+    given = None
+    if mandate is not None or bounds is not None:
+        parsed_bounds = parse_json(bounds, "--bounds") if bounds is not None else {}
+        given = parse_mandate({"text": mandate or "", "bounds": parsed_bounds}, "--bounds")
+    parsed, decision, facts = dry_run(located, intent, now(), mandate=given)
     print_json(
         {
             "effect": decision.effect,
@@ -64,6 +92,7 @@ def check(
             "policy_digest": decision.policy_digest,
             "intent_digest": parsed.digest,
             "facts": facts,
+            "trace_required": located.settings.require_trace,
         }
     )
     if decision.effect == "deny":

@@ -1,39 +1,15 @@
-"""Where a governed call runs: the open trace and the running request (contextvars).
-
-Nested governed calls inherit the trace id and take the running request as
-their parent; :meth:`Gate.trace` sets the trace, :meth:`Gate.clearance` the
-request. Also the gate's deterministic gate-level checks (:func:`decide`),
-shared by live decisions and by decision replay.
+"""Identifiers the gate mints, and the gate's deterministic decision (:func:`decide`),
+shared by live decisions and by decision replay. Where a call runs (its trace and
+parent) is :mod:`clearance.traces`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from clearance import entries
 from clearance.errors import InputError
 from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason
-
-
-@dataclass(frozen=True)
-class TraceContext:
-    """The trace a block of code runs in (set by :meth:`Gate.trace`)."""
-
-    trace_id: str
-    mandate: Mapping[str, Any]
-
-
-_current_trace: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
-    "clearance_trace", default=None
-)
-_current_request: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "clearance_request", default=None
-)
-"""(trace_id, request_id) of the governed call whose body is running."""
 
 
 def new_id(prefix: str, now: float) -> str:

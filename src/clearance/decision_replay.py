@@ -8,6 +8,11 @@ and reasons. A difference means the engine, the bundle or the log changed.
 Statuses: ``match``; ``mismatch``; ``unverifiable`` when the policy entry is
 missing or the entry's sensitive arguments were redacted and the difference may
 come from the redaction (the values are not in the log by design).
+
+Entries are read from a file someone else may have written: a decision entry
+whose fields do not have the shapes the gate writes raises
+:class:`~clearance.errors.TamperError` naming its index (never a KeyError or a
+TypeError from deep inside the engine).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Literal
 
 from clearance.context import decide
 from clearance.entries import parse_timestamp
-from clearance.errors import Error, InputError
+from clearance.errors import Error, InputError, TamperError
 from clearance.ledger.store import LedgerStore, StoredEntry
 from clearance.policy.engine import EvaluationInput, PolicyEngine
 
@@ -53,6 +58,45 @@ def _summary(effect: Any, reasons: Any) -> dict[str, Any]:
     return {"effect": effect, "rules": rules}
 
 
+def _logged_request(stored: StoredEntry) -> EvaluationInput:
+    """The evaluation input a decision entry records; TamperError if it is malformed."""
+    entry = stored.entry
+
+    def malformed(what: str) -> TamperError:
+        return TamperError(
+            f"decision entry {stored.index} is malformed: {what}", index=stored.index
+        )
+
+    intent, facts = entry.get("intent"), entry.get("facts")
+    if not isinstance(intent, Mapping):
+        raise malformed("'intent' is not an object")
+    if not isinstance(facts, Mapping):
+        raise malformed("'facts' is not an object")
+    for key in ("principal", "action"):
+        if not isinstance(intent.get(key), str):
+            raise malformed(f"'intent.{key}' is not a string")
+    for key in ("resource", "purpose"):
+        if not isinstance(intent.get(key), str | None):
+            raise malformed(f"'intent.{key}' is not a string or null")
+    for key in ("args", "input"):
+        if not isinstance(intent.get(key), Mapping | None):
+            raise malformed(f"'intent.{key}' is not an object or null")
+    try:
+        now = parse_timestamp(str(entry.get("now")))
+    except InputError as exc:
+        raise malformed(f"'now': {exc}") from None
+    return EvaluationInput(
+        principal=intent["principal"],
+        action=intent["action"],
+        resource=intent.get("resource"),
+        args=intent.get("args") or {},
+        purpose=intent.get("purpose"),
+        input=intent.get("input"),
+        trace=facts,
+        now=now,
+    )
+
+
 class DecisionReplayer:
     """Replays decision entries of one ledger, caching engines by bundle digest."""
 
@@ -68,9 +112,13 @@ class DecisionReplayer:
             deny_all = DenyAllEngine()
             found = self._store.find("policy", digest)
             if found:
-                engine: PolicyEngine | None = CelPolicyEngine.from_document(
-                    found[0].entry["bundle"]
-                )
+                bundle = found[0].entry.get("bundle")
+                if not isinstance(bundle, Mapping):
+                    raise TamperError(
+                        f"policy entry {found[0].index} holds no bundle object",
+                        index=found[0].index,
+                    )
+                engine: PolicyEngine | None = CelPolicyEngine.from_document(bundle)
             elif digest == deny_all.digest:
                 engine = deny_all
             else:
@@ -79,10 +127,12 @@ class DecisionReplayer:
         return self._engines[digest]
 
     def replay_entry(self, stored: StoredEntry) -> ReplayResult:
-        """Replay one decision entry."""
+        """Replay one decision entry; TamperError when its fields are malformed."""
         entry = stored.entry
+        request = _logged_request(stored)
         request_id = str(entry.get("request_id"))
-        logged = _summary(entry.get("effect"), entry.get("reasons"))
+        # An allow the gate overrode (no signing key) keeps the policy's own effect apart.
+        logged = _summary(entry.get("policy_effect", entry.get("effect")), entry.get("reasons"))
         digest = str(entry.get("policy_digest"))
         try:
             engine = self._engine(digest)
@@ -104,18 +154,14 @@ class DecisionReplayer:
                 None,
                 f"no policy entry for bundle {digest} in the log",
             )
-        intent = entry["intent"]
-        request = EvaluationInput(
-            principal=intent["principal"],
-            action=intent["action"],
-            resource=intent.get("resource"),
-            args=intent.get("args") or {},
-            purpose=intent.get("purpose"),
-            input=intent.get("input"),
-            trace=entry["facts"],
-            now=parse_timestamp(str(entry["now"])),
-        )
-        decision = decide(engine, request)
+        try:
+            decision = decide(engine, request)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise TamperError(
+                f"decision entry {stored.index} cannot be replayed: its logged facts do not "
+                f"have the shapes the gate writes ({exc!r})",
+                index=stored.index,
+            ) from None
         replayed = _summary(decision.effect, [r.to_json() for r in decision.reasons])
         if replayed == logged:
             return ReplayResult(request_id, stored.index, "match", logged, replayed, "")

@@ -19,13 +19,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clearance.cleared import Authorization
-from clearance.context import TraceContext, new_id
+from clearance.context import new_id
 from clearance.demo_tools import INVOICE_NAME, Payments, Sandbox
 from clearance.errors import ApprovalRequired, Denied, InvalidGrant
 from clearance.gate import Gate
 from clearance.grants import GrantClaims, issue_grant
 from clearance.intent import Intent
 from clearance.keys import SigningKey
+from clearance.traces import Trace
 
 PRINCIPAL = "agent:ops-bot"
 """The agent's principal (listed in the example bundle's principal registry)."""
@@ -78,9 +79,7 @@ def _summary(args: Mapping[str, Any]) -> str:
 class DemoAgent:
     """Runs the plan inside one trace of ``gate``; see :meth:`run`."""
 
-    def __init__(
-        self, gate: Gate, sandbox: Sandbox, payments: Payments, trace: TraceContext
-    ) -> None:
+    def __init__(self, gate: Gate, sandbox: Sandbox, payments: Payments, trace: Trace) -> None:
         self.gate = gate
         self.sandbox = sandbox
         self.payments = payments

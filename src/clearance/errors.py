@@ -4,7 +4,9 @@ Every failure that crosses a public entry point is a subclass of :class:`Error`,
 split by who is at fault (the style of python-tuf):
 
 * :class:`InputError` — the caller sent something malformed (an intent, a file,
-  a command-line argument). The message says how to fix it.
+  a command-line argument). The message says how to fix it. :class:`BindingError`
+  is the kind for an intent that claims a trace, parent or principal it is not
+  bound to.
 * :class:`PolicyError` — a bundle failed to load or validate, or a rule failed.
 * :class:`Denied` / :class:`ApprovalRequired` — the gate refused; these carry
   the decision so the caller can show the reasons.
@@ -12,6 +14,7 @@ split by who is at fault (the style of python-tuf):
   untrusted caller learns nothing about which check failed (the precise reason
   is kept in ``reason`` for the audit log, never in ``str()``).
 * :class:`LedgerError` — the log could not be read or written (infrastructure).
+  :class:`OutcomeUnrecorded` says a governed body ran but its outcome was lost.
 * :class:`TamperError` — stored or received log data does not verify.
 
 Foreign exceptions (sqlite3, jwt, cryptography, cel) never reach a caller raw:
@@ -38,6 +41,15 @@ class InputError(Error, ValueError):
     """Caller-supplied input is malformed, oversized, or has unknown fields."""
 
 
+class BindingError(InputError):
+    """An intent claims a trace, parent or principal it is not bound to (fail-closed rule 11).
+
+    Only trusted code opens traces, the parent is the running governed call, and the
+    principal is the one the gate (or the API key) is bound to; the intent cannot
+    choose any of them.
+    """
+
+
 class PolicyError(Error):
     """A policy bundle could not be loaded, validated or evaluated."""
 
@@ -48,6 +60,19 @@ class SigningKeyError(Error):
 
 class LedgerError(Error):
     """The ledger could not be read or appended to (fail-closed rule 4)."""
+
+
+class OutcomeUnrecorded(LedgerError):
+    """The governed body RAN, but neither the ledger nor the spool took its outcome.
+
+    ``request_id`` names the request. The gate also logs this on the
+    ``clearance.gate`` logger and counts it (``gate.outcomes_unrecorded``), so an
+    operator can reconcile the outcome by hand.
+    """
+
+    def __init__(self, message: str, *, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 class TamperError(LedgerError):

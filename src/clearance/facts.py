@@ -1,83 +1,111 @@
-"""Trace facts: what a trace has done so far, computed by the gate from the ledger.
+"""Trace facts: what a trace has done so far, as a fold over its decisions.
 
-Facts are never taken from the caller (DESIGN §3). They are computed from the
-trace's entries in the ledger, recorded in every decision entry, and replayed
-from there. Definitions, exactly:
+Facts are never taken from the caller (DESIGN §3). They are computed by the
+gate, recorded in every decision entry, and replayed from there. Definitions,
+exactly (``trace.*`` in a policy):
 
 * ``id`` — the trace id.
-* ``depth`` — 0 for an intent without a parent; otherwise the parent decision's
-  depth + 1. A parent that is not a decision of this trace counts as depth 0.
-* ``count`` — the number of earlier decision entries in the trace, of any effect.
-* ``actions`` — the actions of earlier decisions whose effect was ``allow``, in
-  ledger order.
-* ``untrusted`` — true once an earlier ``allow`` decision was for a tool the
-  bundle marks ``untrusted_output`` (recorded in that decision entry).
-* ``totals`` — for each action, for each top-level argument whose value is a
-  number (int or float, never a bool), the sum over earlier ``allow``
-  decisions. Redacted (sensitive) values are not numbers and never count.
-  Example: ``trace.totals.transfer_funds.amount``.
-* ``mandate`` — ``{"text": ..., "bounds": {...}}`` from the trace's ``trace``
-  entry. A trace without one has the narrowest mandate: empty text and no bounds.
-  Only trusted code writes trace entries (:meth:`Gate.trace`), so an intent that
-  names an unknown trace id gains nothing.
+* ``depth`` — 0 for a request without a parent; otherwise the parent's depth + 1.
+  The parent is the governed call whose body is running (never named by the caller).
+* ``count`` — the number of earlier decisions in the trace, of any effect.
+* ``actions`` — the distinct actions of earlier ``allow`` decisions, in the order
+  each was first allowed.
+* ``untrusted`` — true once an earlier ``allow`` decision was for a tool the bundle
+  marks ``untrusted_output`` (recorded in that decision entry).
+* ``totals`` — for each action, for each top-level argument whose value is a number
+  (int or float, never a bool), the sum over earlier ``allow`` decisions. Redacted
+  (sensitive) values are not numbers and never count. Example:
+  ``trace.totals.pay_invoice.amount``.
+* ``mandate`` — ``{"text": ..., "bounds": {...}}`` given by the trusted code that
+  opened the trace (or the gate's default mandate for a call made with no trace open).
+
+Invariants:
+
+* **Constant size and constant time.** The state after a decision depends only on
+  the facts that decision was made with and the decision itself
+  (:func:`advance`), so the gate needs the trace's *last* decision entry, never
+  its history. The size of the facts is bounded by the policy (distinct allowed
+  actions and their numeric arguments) plus the mandate, never by the trace's length.
+* **Ledger domain.** Facts hold exactly the values their JSON (RFC 8785) form reads
+  back as: an integral float total is an int (``120.0`` is logged as ``120``), so the
+  facts a live decision sees equal the facts its replay reads from the ledger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
-EMPTY_MANDATE: dict[str, Any] = {"text": "", "bounds": {}}
+EMPTY_MANDATE: Final[Mapping[str, Any]] = {"text": "", "bounds": {}}
+
+_SAFE_INTEGER: Final[float] = float(2**53 - 1)
+
+STATE_KEYS: Final[tuple[str, ...]] = ("id", "count", "actions", "untrusted", "totals", "mandate")
+"""The keys of a trace state: the facts without ``depth``, which is per request."""
 
 
-def compute_facts(
-    trace_id: str, parent_id: str | None, entries: Iterable[Mapping[str, Any]]
-) -> tuple[dict[str, Any], int | None]:
-    """Facts for a new decision in ``trace_id``, and the parent's ledger index if found.
+def ledger_number(value: int | float) -> int | float:
+    """``value`` as RFC 8785 JSON reads it back: an integral float within ±(2^53−1) is an int."""
+    if type(value) is float and value.is_integer() and -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+        return int(value)
+    return value
 
-    ``entries`` are the trace's entries in ledger order, each with an ``index``
-    key added by the caller (the leaf index).
-    """
-    count = 0
-    actions: list[str] = []
-    untrusted = False
-    totals: dict[str, dict[str, float | int]] = {}
-    mandate: Mapping[str, Any] = EMPTY_MANDATE
-    depth = 0
-    parent_index: int | None = None
-    for entry in entries:
-        kind = entry.get("type")
-        if kind == "trace":
-            if mandate is EMPTY_MANDATE:
-                mandate = entry.get("mandate") or EMPTY_MANDATE
-            continue
-        if kind != "decision":
-            continue
-        count += 1
-        if parent_id is not None and entry.get("request_id") == parent_id:
-            depth = int(entry.get("facts", {}).get("depth", 0)) + 1
-            parent_index = int(entry["index"])
-        if entry.get("effect") != "allow":
-            continue
-        intent = entry.get("intent", {})
-        action = str(intent.get("action"))
-        actions.append(action)
-        untrusted = untrusted or bool(entry.get("untrusted_output"))
-        args = intent.get("args") or {}
-        for name, value in args.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                per_action = totals.setdefault(action, {})
-                per_action[name] = per_action.get(name, 0) + value
-    facts = {
+
+def initial_state(trace_id: str, mandate: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of a trace before its first decision."""
+    return {
         "id": trace_id,
-        "depth": depth,
-        "count": count,
-        "actions": actions,
-        "untrusted": untrusted,
-        "totals": totals,
+        "count": 0,
+        "actions": [],
+        "untrusted": False,
+        "totals": {},
         "mandate": {
             "text": str(mandate.get("text", "")),
-            "bounds": dict(mandate.get("bounds", {})),
+            "bounds": dict(mandate.get("bounds") or {}),
         },
     }
-    return facts, parent_index
+
+
+def state_of(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The trace state inside recorded ``facts`` (``depth`` dropped)."""
+    return {key: facts[key] for key in STATE_KEYS}
+
+
+def for_request(state: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    """The facts a decision at ``depth`` sees in a trace whose state is ``state``."""
+    return {**state, "depth": depth}
+
+
+def advance(state: Mapping[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The trace state after ``decision`` (a decision entry) was logged in state ``state``.
+
+    Uses the entry's ``effect`` (what the gate did, after any override), its logged
+    intent's ``action`` and ``args``, and its ``untrusted_output`` flag. Never mutates
+    ``state``.
+    """
+    count = int(state["count"]) + 1
+    if decision.get("effect") != "allow":
+        return {**state, "count": count}
+    intent = decision.get("intent") or {}
+    action = str(intent.get("action"))
+    actions = list(state["actions"])
+    if action not in actions:
+        actions.append(action)
+    totals = dict(state["totals"])
+    numbers = {
+        name: value
+        for name, value in (intent.get("args") or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if numbers:
+        per_action = dict(totals.get(action) or {})
+        for name, value in numbers.items():
+            per_action[name] = ledger_number(per_action.get(name, 0) + value)
+        totals[action] = per_action
+    return {
+        **state,
+        "count": count,
+        "actions": actions,
+        "untrusted": bool(state["untrusted"]) or bool(decision.get("untrusted_output")),
+        "totals": totals,
+    }

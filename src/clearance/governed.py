@@ -35,7 +35,8 @@ def governed(
     The intent's ``args`` are the call's bound arguments (defaults applied);
     ``resource`` may be a template like ``"order/{order_id}"`` or a function
     of the arguments. ``action`` defaults to the function's name and
-    ``principal`` to the gate's default principal.
+    ``principal`` to the principal the gate is bound to (naming another one is
+    refused by the gate, unless it is a multi-principal service).
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
@@ -46,11 +47,11 @@ def governed(
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             call_args = dict(bound.arguments)
-            who = principal or gate.default_principal
+            who = principal or gate.principal
             if who is None:
                 raise InputError(
                     f"governed({name!r}) needs a principal: pass principal= or "
-                    "give the gate a default_principal"
+                    "open the gate for one (open_gate(principal=...))"
                 )
             where = (
                 resource(call_args)

@@ -14,9 +14,11 @@ check of DESIGN §4 fail-closed rule 6, in this order, and only when all pass
 consumes the ``jti`` (so a rejected token never burns a grant id):
 
 1. the token is a well-formed compact JWS of bounded size;
-2. the header holds only ``alg``, ``kid`` and ``typ``; ``alg`` is exactly
-   ``EdDSA`` (no ``none``, HMAC, RSA or ECDSA: the verification key is chosen
-   by ``kid`` from Ed25519 keys only);
+2. the header is a UTF-8 JSON object holding only ``alg``, ``kid`` and ``typ``,
+   each at most once (a repeated member is refused, never resolved "last
+   wins": RFC 7515 §4, RFC 8259 §4); ``alg`` is exactly ``EdDSA`` (no
+   ``none``, HMAC, RSA or ECDSA: the verification key is chosen by ``kid``
+   from Ed25519 keys only);
 3. ``kid`` names a known key and the Ed25519 signature verifies;
 4. the payload is a JSON object with exactly the twelve claims, each of the
    right type (unknown claims are rejected, not ignored);
@@ -97,8 +99,10 @@ _ACCEPTED_HEADERS: dict[str, str] = {}
 A header segment is the same for every grant of a key, so after the first
 grant that passed steps 2 and 3 it is recognised by string lookup instead of
 being decoded and checked again (its ``kid`` must still name a known key).
-Only a signature made with a known key adds an entry, so a forger cannot fill
-the cache; it is bounded by :data:`_MAX_ACCEPTED_HEADERS` anyway.
+Only a segment that :func:`_checked_header_kid` accepted (so one without a
+repeated member) and whose grant's signature verified under a known key adds
+an entry, so a forger cannot fill the cache; it is bounded by
+:data:`_MAX_ACCEPTED_HEADERS` anyway.
 """
 _MAX_ACCEPTED_HEADERS: Final[int] = 64
 
@@ -248,14 +252,35 @@ def _decode_payload(data: bytes) -> Any:
             return parsed
     except orjson.JSONDecodeError:
         pass
-    return _PAYLOAD_DECODER.decode(data.decode("utf-8"))
+    return _STRICT_JSON.decode(data.decode("utf-8"))
+
+
+class _DuplicateMember(ValueError):
+    """A JSON object repeats ``name``; raised by :data:`_STRICT_JSON` at any depth."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"duplicate member name {_short(name)}")
+        self.name = name
 
 
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise ValueError("duplicate member name")
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
     return result
+
+
+_STRICT_JSON: Final = json.JSONDecoder(object_pairs_hook=_no_duplicate_members)
+"""Parses JSON text (a ``str``: the caller decodes UTF-8), refusing repeated member names.
+
+Plain ``json.loads`` keeps the last of repeated members, so ``{"alg": "none",
+"alg": "EdDSA"}`` would read as EdDSA to us and possibly as ``none`` to another
+parser; a grant must mean one thing to every reader.
+"""
 
 
 def _short(value: object) -> str:
@@ -264,9 +289,15 @@ def _short(value: object) -> str:
 
 
 def _checked_header_kid(segment: str) -> object:
-    """Step 2 on an encoded protected header: its ``kid`` (any JSON value), or InvalidGrant."""
+    """Step 2 on an encoded protected header: its ``kid`` (any JSON value), or InvalidGrant.
+
+    The header must be UTF-8 (RFC 7515 §4; ``json.loads`` on bytes would also take
+    UTF-16 or a byte order mark) and repeat no member name, at any depth.
+    """
     try:
-        header = json.loads(b64url_decode(segment))
+        header = _STRICT_JSON.decode(b64url_decode(segment).decode("utf-8"))
+    except _DuplicateMember as exc:
+        raise InvalidGrant(f"duplicate header member {_short(exc.name)}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidGrant(f"malformed token header: {exc}") from None
     if not isinstance(header, dict):
@@ -409,6 +440,3 @@ def peek_claims(token: str) -> dict[str, Any] | None:
     except (ValueError, TypeError, AttributeError, RecursionError):
         return None
     return payload if isinstance(payload, dict) else None
-
-
-_PAYLOAD_DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicate_members)

@@ -67,9 +67,7 @@ class Settings:
     """The ``aud`` claim: the executor audience grants are issued for."""
     durability: Durability = "durable"
     grant_lifetime: int = 30
-    default_mandate: Mapping[str, Any] = field(
-        default_factory=lambda: {"text": "", "bounds": {}}
-    )
+    default_mandate: Mapping[str, Any] = field(default_factory=lambda: {"text": "", "bounds": {}})
     """The mandate of a governed call made while no trace is open (``{text, bounds}``).
 
     The default is the narrowest mandate: no text and no bounds, so a bounded action
@@ -78,7 +76,7 @@ class Settings:
     require_trace: bool = False
     """When true, a governed call made while no trace is open is refused outright."""
     witness_dirs: tuple[str, ...] = ()
-    """Directories that also receive every anchored checkpoint (see :mod:`clearance.ledger.anchor`)."""
+    """Directories that also receive every anchored checkpoint (:mod:`clearance.ledger.anchor`)."""
     checkpoint_grace: int = DEFAULT_CHECKPOINT_GRACE
     """Seconds an entry may remain uncovered by any signed checkpoint before it is tampering."""
 
@@ -162,10 +160,14 @@ def parse_mandate(raw: object, where: str) -> dict[str, Any]:
         raise InputError(f"{where}: expected a mapping with 'text' and 'bounds'")
     unknown = set(raw) - _MANDATE_KEYS
     if unknown:
-        raise InputError(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: text, bounds")
+        raise InputError(
+            f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: text, bounds"
+        )
     text = raw.get("text", "")
     if not isinstance(text, str) or len(text) > MAX_MANDATE_TEXT:
-        raise InputError(f"{where}: 'text' must be a string of at most {MAX_MANDATE_TEXT} characters")
+        raise InputError(
+            f"{where}: 'text' must be a string of at most {MAX_MANDATE_TEXT} characters"
+        )
     bounds = raw.get("bounds", {})
     if bounds is None:
         bounds = {}
@@ -300,6 +302,7 @@ def init_home(path: Path, *, now: float, example_policies: bool = True) -> Home:
 
 
 def _create_home(path: Path, *, now: float, example_policies: bool) -> Home:
+    from clearance import sealing
     from clearance.keys import GrantKeyRing
     from clearance.ledger.checkpoint import NoteSigner
 
@@ -310,11 +313,15 @@ def _create_home(path: Path, *, now: float, example_policies: bool) -> Home:
         issuer=f"clearance://{host}",
         audience="local",
     )
+    home = Home(path=path, settings=settings)
     (path / "keys").mkdir(exist_ok=True)
-    GrantKeyRing.create(path / "keys" / "grant", now=now)
     signer = NoteSigner.generate(settings.origin)
-    _write_private(path / "keys" / "log.skey", signer.skey() + "\n")
+    _write_private(home.log_skey_path, signer.skey() + "\n")
     (path / "keys" / "log.vkey").write_text(signer.vkey() + "\n", encoding="ascii")
+    # The log key is written first and the ring's seal key derived from the file as every
+    # later reader sees it (Home.read_log_skey), so the new ring verifies when loaded.
+    seal_key = sealing.derive_key(home.read_log_skey(), sealing.JWKS_PURPOSE)
+    GrantKeyRing.create(home.grant_key_dir, now=now, seal_key=seal_key)
     policy_dir = path / "policies"
     policy_dir.mkdir(exist_ok=True)
     if example_policies:
@@ -327,4 +334,4 @@ def _create_home(path: Path, *, now: float, example_policies: bool) -> Home:
         settings.to_json(), sort_keys=False
     )
     (path / SETTINGS_FILE).write_text(settings_text, encoding="utf-8")
-    return Home(path=path, settings=settings)
+    return home

@@ -2,7 +2,7 @@
 
 Layout of a ring directory (for example ``$CLEARANCE_HOME/keys/grant/``)::
 
-    jwks.json     RFC 7517 JWK Set of the public keys (active and retired)
+    jwks.json     RFC 7517 JWK Set of the public keys (active and retired), sealed
     <kid>.pem     the active private key, PKCS #8 PEM, mode 0600
     .lock         advisory lock serializing create/rotate across processes
 
@@ -13,12 +13,31 @@ namespaced member ``"clearance": {"created", "retired", "expires"}``; RFC 7517
 §4 tells other consumers to ignore it, and :meth:`GrantKeyRing.jwks` leaves it
 out.
 
+A ring opened with a *seal key* (the gate's and the operator's view; see
+:mod:`clearance.sealing`, purpose ``JWKS_PURPOSE``) also carries one top-level
+member ``"clearance_seal"``: the hex HMAC-SHA256 over the RFC 8785 canonical
+JSON of the document without that member. Anyone who can write the file but
+cannot read the home's log signing key can therefore not add, remove or edit a
+key (threat: an attacker adding their own key as "retired" so that the gate
+accepts grants they signed). RFC 7517 §5 tells other consumers to ignore
+unknown top-level members, and :meth:`GrantKeyRing.jwks` never includes it. A
+ring opened without a seal key (executors and tools that only read) ignores
+the member and trusts the file as it is.
+
 Invariants:
 
+* With a seal key, nothing in ``jwks.json`` is trusted before its seal
+  verifies; a missing or wrong seal is a :class:`SigningKeyError` at
+  :meth:`GrantKeyRing.load`, :meth:`~GrantKeyRing.refresh` and
+  :meth:`~GrantKeyRing.rotate`, and every file the ring writes is sealed again.
+  After a failed refresh the ring stops signing (fail-closed rule 5) until a
+  refresh succeeds; verification keeps the keys it had already verified.
 * Exactly one key is active (no ``retired`` time); it is the only one with a
-  private key on disk. A rotation writes the new private key, then the new
-  JWKS, then deletes the old private key: a crash at any point leaves a ring
-  that still signs, and grants signed by either key still verify.
+  private key on disk. A retired key was active before it was retired:
+  ``created < retired``, or the ring is refused as malformed. A rotation
+  writes the new private key, then the new JWKS, then deletes the old private
+  key: a crash at any point leaves a ring that still signs, and grants signed
+  by either key still verify.
 * A retired public key stays published until ``retired + max_grant_lifetime +
   leeway``, so every grant it signed can still be verified; after that it is
   pruned from :meth:`GrantKeyRing.jwks` and from the file at the next rotation.
@@ -43,7 +62,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -52,11 +71,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from clearance.errors import SigningKeyError
+from clearance import sealing
+from clearance.canonical import canonical_json
+from clearance.errors import InputError, SigningKeyError
 
 ROTATION_LEEWAY: Final[float] = 5.0
 """Seconds a retired key outlives the longest grant it could have signed (clock skew)."""
 JWKS_FILE: Final[str] = "jwks.json"
+SEAL_MEMBER: Final[str] = "clearance_seal"
+"""Top-level member of ``jwks.json`` holding the ring's seal (ignored by JWKS consumers)."""
+_MAX_JWKS_BYTES: Final[int] = 1 << 20
+"""Largest ``jwks.json`` read (a ring holds a handful of keys; anything bigger is not ours)."""
 _LOCK_FILE: Final[str] = ".lock"
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -171,8 +196,12 @@ class SigningKey:
 
 
 @dataclass(frozen=True)
-class _Record:
-    """One key of the ring as stored in ``jwks.json``."""
+class RingKey:
+    """One key of the ring as stored in ``jwks.json`` (public part and lifecycle times).
+
+    ``retired`` and ``expires`` are both None for the active key and both set
+    for a retired one; a retired key was created before it was retired.
+    """
 
     kid: str
     public_key: Ed25519PublicKey
@@ -180,7 +209,13 @@ class _Record:
     retired: float | None = None
     expires: float | None = None
 
+    @property
+    def active(self) -> bool:
+        """True for the key new grants are signed with."""
+        return self.retired is None
+
     def live(self, now: float) -> bool:
+        """True while the key is published: active, or retired and not yet expired."""
         return self.expires is None or now < self.expires
 
     def to_json(self) -> dict[str, Any]:
@@ -200,6 +235,30 @@ def _is_time_or_none(value: object) -> bool:
     if value is None:
         return True
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two members of one name would let two JSON parsers read two different rings.
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate member {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _seal_of(seal_key: bytes, document: Mapping[str, Any]) -> str:
+    """The seal of ``document`` (which must not hold :data:`SEAL_MEMBER`)."""
+    return sealing.seal(seal_key, canonical_json(dict(document)))
+
+
+def _check_seal_key(seal_key: bytes | None) -> None:
+    if seal_key is not None and (not isinstance(seal_key, bytes) or len(seal_key) < 16):
+        raise ValueError("seal_key must be at least 16 bytes (use clearance.sealing.derive_key)")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -230,25 +289,34 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     _fsync_dir(path.parent)
 
 
+def _only_active(directory: Path, records: tuple[RingKey, ...]) -> RingKey:
+    """The one active key of ``records``; SigningKeyError unless there is exactly one."""
+    active = [r for r in records if r.retired is None]
+    if len(active) != 1:
+        raise SigningKeyError(
+            f"grant key ring {directory} has {len(active)} active keys, expected exactly 1"
+        )
+    return active[0]
+
+
 class GrantKeyRing:
     """The gateway's grant signing keys in one directory; see the module invariants.
 
     Obtain one with :meth:`create` or :meth:`load`. Rotation is serialized
     across processes by an advisory lock; other processes holding a ring
-    should :meth:`load` it again after a rotation.
+    should :meth:`load` it again after a rotation (or call :meth:`refresh`).
+    A ring keeps the seal key it was opened with for every later read and write.
     """
 
-    def __init__(self, directory: Path, records: tuple[_Record, ...]) -> None:
+    def __init__(
+        self, directory: Path, records: tuple[RingKey, ...], seal_key: bytes | None = None
+    ) -> None:
         """Internal; use :meth:`create` or :meth:`load`."""
-        active = [r for r in records if r.retired is None]
-        if len(active) != 1:
-            raise SigningKeyError(
-                f"grant key ring {directory} has {len(active)} active keys, expected exactly 1"
-            )
         self._directory = directory
-        self._records = records
-        self._active = active[0]
+        self._seal_key = seal_key
+        self._records, self._active = records, _only_active(directory, records)
         self._signing_key: SigningKey | None = None
+        self._failure: SigningKeyError | None = None
         self._stamp = self._jwks_stamp()
 
     def _jwks_stamp(self) -> tuple[int, int, int] | None:
@@ -263,14 +331,24 @@ class GrantKeyRing:
         """Re-read the ring if another process rotated it; True when something changed.
 
         A long-running gate calls this so that a ``clearance keys rotate`` run
-        elsewhere takes effect without a restart. SigningKeyError when the new
-        state cannot be read: the caller then fails closed (rule 5).
+        elsewhere takes effect without a restart. The file is verified exactly
+        like a fresh :meth:`load` (with this ring's seal key). SigningKeyError
+        when the new state cannot be read or does not verify: the caller then
+        fails closed (rule 5), and so does this ring: :meth:`signing_key`
+        raises the same error until a later refresh reads a good ring. The
+        keys already verified stay in :meth:`verification_keys`.
         """
         stamp = self._jwks_stamp()
         if stamp == self._stamp:
             return False
-        reloaded = GrantKeyRing.load(self._directory)  # validates exactly like a fresh load
+        try:
+            reloaded = GrantKeyRing.load(self._directory, seal_key=self._seal_key)
+        except SigningKeyError as exc:
+            # The stamp is left as it was, so every later refresh reads the file again.
+            self._failure = exc
+            raise
         self._records, self._active, self._signing_key = reloaded._records, reloaded._active, None
+        self._failure = None
         self._stamp = stamp  # taken before the read: a rotation racing it is seen next time
         return True
 
@@ -280,14 +358,30 @@ class GrantKeyRing:
         return self._directory
 
     @property
+    def sealed(self) -> bool:
+        """True when this ring was opened with a seal key (and so verified its file)."""
+        return self._seal_key is not None
+
+    @property
     def active_kid(self) -> str:
         """The ``kid`` new grants are signed with."""
         return self._active.kid
 
+    @property
+    def keys(self) -> tuple[RingKey, ...]:
+        """Every key in the file, active first after a rotation, expired ones included."""
+        return self._records
+
     @classmethod
-    def create(cls, directory: str | os.PathLike[str], now: float) -> GrantKeyRing:
-        """Create a ring with one fresh active key; SigningKeyError if one already exists."""
+    def create(
+        cls, directory: str | os.PathLike[str], now: float, *, seal_key: bytes | None = None
+    ) -> GrantKeyRing:
+        """Create a ring with one fresh active key; SigningKeyError if one already exists.
+
+        With ``seal_key``, ``jwks.json`` is sealed (see the module docstring).
+        """
         _check_time("now", now)
+        _check_seal_key(seal_key)
         path = Path(directory)
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -297,24 +391,57 @@ class GrantKeyRing:
                         f"a grant key ring already exists in {path}; load or rotate it instead"
                     )
                 record = cls._new_key(path, now)
-                cls._write_jwks(path, (record,))
+                cls._write_jwks(path, (record,), seal_key)
         except OSError as exc:
             raise SigningKeyError(f"cannot create grant key ring in {path}: {exc}") from None
-        return cls(path, (record,))
+        return cls(path, (record,), seal_key)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> GrantKeyRing:
-        """Load the ring's public state; the private key is read by :meth:`signing_key`."""
+    def load(
+        cls, directory: str | os.PathLike[str], *, seal_key: bytes | None = None
+    ) -> GrantKeyRing:
+        """Load the ring's public state; the private key is read by :meth:`signing_key`.
+
+        With ``seal_key``, ``jwks.json`` must carry a seal that verifies under it,
+        or SigningKeyError says how to inspect and re-seal the ring. Without one
+        the file is trusted as it is (for executors and read-only tools).
+        """
+        _check_seal_key(seal_key)
         path = Path(directory)
-        return cls(path, cls._read_records(path))
+        return cls(path, cls._read_records(path, seal_key), seal_key)
+
+    @classmethod
+    def reseal(cls, directory: str | os.PathLike[str], *, seal_key: bytes) -> GrantKeyRing:
+        """Seal the ring's current ``jwks.json`` with ``seal_key``; return the sealed ring.
+
+        For the operator (``clearance keys seal``) after inspecting a ring that
+        is unsealed (written by an older version) or whose seal no longer
+        verifies. Whatever seal the file holds is ignored; everything else is
+        validated as strictly as :meth:`load` does, and the file is rewritten
+        from what was validated, so only members clearance understands are
+        sealed. Whoever calls this vouches for every key the ring lists.
+        """
+        _check_seal_key(seal_key)
+        path = Path(directory)
+        try:
+            with cls._locked(path):
+                records = cls._read_records(path, None)
+                _only_active(path, records)
+                cls._write_jwks(path, records, seal_key)
+        except OSError as exc:
+            raise SigningKeyError(f"cannot seal the grant key ring in {path}: {exc}") from None
+        return cls(path, records, seal_key)
 
     def signing_key(self) -> SigningKey:
         """The active private key, read once and cached (fail-closed rule 5).
 
         Raises SigningKeyError when the key file is missing, not a regular
         file, readable or writable by group or others, not an Ed25519 PKCS #8
-        PEM key, or not the key its ``kid`` names.
+        PEM key, or not the key its ``kid`` names; and, after a failed
+        :meth:`refresh`, the error that refresh raised.
         """
+        if self._failure is not None:
+            raise SigningKeyError(f"the grant key ring cannot be used: {self._failure}")
         if self._signing_key is None:
             self._signing_key = self._read_private(self._directory, self._active)
         return self._signing_key
@@ -325,7 +452,13 @@ class GrantKeyRing:
         """Make a fresh key active and retire the current one; return the new signing key.
 
         The retired public key stays published until ``now + max_grant_lifetime
-        + leeway``, so every grant it signed can still be verified.
+        + leeway``, so every grant it signed can still be verified. The file is
+        re-read (and its seal verified) under the lock before it is rewritten.
+
+        SigningKeyError when ``now`` is not after the active key's creation (a
+        key is retired only after it was active: is the clock behind?), and
+        when this ring has no seal key but the file is sealed: rewriting it
+        unsealed would lock out every gate that verifies the seal.
         """
         _check_time("now", now)
         _check_time("max_grant_lifetime", max_grant_lifetime)
@@ -335,32 +468,62 @@ class GrantKeyRing:
         try:
             with self._locked(self._directory):
                 # Re-read under the lock so a concurrent rotation is not overwritten.
-                current = self._read_records(self._directory)
+                current, sealed = self._read_ring(self._directory, self._seal_key)
+                if sealed and self._seal_key is None:
+                    raise SigningKeyError(
+                        f"grant key ring {self._directory} is sealed; rotate it with the home's "
+                        "seal key (`clearance keys rotate`), not from a read-only view"
+                    )
+                active = _only_active(self._directory, current)
+                if not active.created < now:
+                    raise SigningKeyError(
+                        f"cannot retire grant key {active.kid} at {now}: it was created at "
+                        f"{active.created}, and a key is retired only after it was active "
+                        "(is the clock behind?)"
+                    )
                 new = self._new_key(self._directory, now)
                 expires = now + max_grant_lifetime + leeway
                 kept = [
                     r
                     if r.retired is not None
-                    else _Record(r.kid, r.public_key, r.created, now, expires)
+                    else RingKey(r.kid, r.public_key, r.created, now, expires)
                     for r in current
                     if r.live(now)
                 ]
                 records = (new, *kept)
-                self._write_jwks(self._directory, records)
+                self._write_jwks(self._directory, records, self._seal_key)
                 self._remove_private_keys(except_kid=new.kid)
         except OSError as exc:
             raise SigningKeyError(f"cannot rotate grant keys in {self._directory}: {exc}") from None
         self._records, self._active, self._signing_key = records, new, None
+        self._failure = None
         self._stamp = self._jwks_stamp()
         return self.signing_key()
 
-    def jwks(self, now: float) -> dict[str, Any]:
-        """The RFC 7517 JWK Set to publish: the active key and unexpired retired keys."""
-        return {"keys": [public_jwk(r.public_key) for r in self._records if r.live(now)]}
+    def jwks(
+        self, now: float, *, keep_retired: Callable[[str], bool] | None = None
+    ) -> dict[str, Any]:
+        """The RFC 7517 JWK Set to publish: the active key and unexpired retired keys.
 
-    def verification_keys(self, now: float) -> dict[str, Ed25519PublicKey]:
-        """``{kid: public key}`` for every key in :meth:`jwks` at ``now``."""
-        return {r.kid: r.public_key for r in self._records if r.live(now)}
+        ``keep_retired(kid)``, when given, must also be true for a retired key
+        to be included (``clearance keys jwks`` passes "the ledger logged this
+        key": a key that never signed a grant has nothing to verify). The active
+        key is always included. The seal and the ``clearance`` metadata never are.
+        """
+        return {"keys": [public_jwk(r.public_key) for r in self._published(now, keep_retired)]}
+
+    def verification_keys(
+        self, now: float, *, keep_retired: Callable[[str], bool] | None = None
+    ) -> dict[str, Ed25519PublicKey]:
+        """``{kid: public key}`` for every key in :meth:`jwks` at ``now`` (same filter)."""
+        return {r.kid: r.public_key for r in self._published(now, keep_retired)}
+
+    def _published(self, now: float, keep_retired: Callable[[str], bool] | None) -> list[RingKey]:
+        return [
+            r
+            for r in self._records
+            if r.live(now) and (r.active or keep_retired is None or keep_retired(r.kid))
+        ]
 
     # -- storage ---------------------------------------------------------------------------
 
@@ -375,7 +538,7 @@ class GrantKeyRing:
             os.close(fd)
 
     @staticmethod
-    def _new_key(directory: Path, now: float) -> _Record:
+    def _new_key(directory: Path, now: float) -> RingKey:
         private = Ed25519PrivateKey.generate()
         public = private.public_key()
         kid = jwk_thumbprint(public)
@@ -385,11 +548,13 @@ class GrantKeyRing:
             serialization.NoEncryption(),
         )
         _write_atomic(directory / f"{kid}.pem", pem, 0o600)
-        return _Record(kid, public, float(now))
+        return RingKey(kid, public, float(now))
 
     @staticmethod
-    def _write_jwks(directory: Path, records: tuple[_Record, ...]) -> None:
-        document = {"keys": [r.to_json() for r in records]}
+    def _write_jwks(directory: Path, records: tuple[RingKey, ...], seal_key: bytes | None) -> None:
+        document: dict[str, Any] = {"keys": [r.to_json() for r in records]}
+        if seal_key is not None:
+            document[SEAL_MEMBER] = _seal_of(seal_key, document)
         data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
         _write_atomic(directory / JWKS_FILE, data, 0o644)
 
@@ -400,17 +565,62 @@ class GrantKeyRing:
         _fsync_dir(self._directory)
 
     @staticmethod
-    def _read_records(directory: Path) -> tuple[_Record, ...]:
+    def _read_document(directory: Path, seal_key: bytes | None) -> tuple[dict[str, Any], bool]:
+        """``jwks.json`` parsed strictly, its seal checked (with a key) and removed.
+
+        Also returns whether the file carried a seal member at all.
+        """
         path = directory / JWKS_FILE
         try:
-            document = json.loads(path.read_bytes())
+            with path.open("rb") as handle:
+                data = handle.read(_MAX_JWKS_BYTES + 1)
+            if len(data) > _MAX_JWKS_BYTES:
+                raise ValueError(f"larger than {_MAX_JWKS_BYTES} bytes")
+            document = json.loads(
+                data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+            )
         except FileNotFoundError:
             raise SigningKeyError(
                 f"no grant key ring in {directory}: create one (clearance keys init)"
             ) from None
         except (OSError, ValueError, RecursionError) as exc:
             raise SigningKeyError(f"cannot read {path}: {exc}") from None
-        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(document, dict):
+            raise SigningKeyError(f"{path} is not a JWK Set (not a JSON object)")
+        tag = document.pop(SEAL_MEMBER, None)
+        if seal_key is None:
+            return document, tag is not None
+        fix = (
+            "inspect the keys it lists (every kid must be one this home created with "
+            "`clearance init` or `clearance keys rotate`), remove any you do not recognise, "
+            "then run `clearance keys seal`"
+        )
+        if tag is None:
+            raise SigningKeyError(
+                f"grant key ring {path} is not sealed ('{SEAL_MEMBER}' is missing): it was "
+                f"written by an older version of clearance or modified outside clearance; {fix}"
+            )
+        try:
+            valid = sealing.check_seal(seal_key, canonical_json(document), tag)
+        except InputError:
+            valid = False
+        if not valid:
+            raise SigningKeyError(
+                f"grant key ring {path}: its seal does not verify: it was modified outside "
+                f"clearance after it was sealed (or sealed by another home); {fix}"
+            )
+        return document, True
+
+    @staticmethod
+    def _read_records(directory: Path, seal_key: bytes | None) -> tuple[RingKey, ...]:
+        return GrantKeyRing._read_ring(directory, seal_key)[0]
+
+    @staticmethod
+    def _read_ring(directory: Path, seal_key: bytes | None) -> tuple[tuple[RingKey, ...], bool]:
+        """The validated keys of ``jwks.json`` and whether the file carried a seal."""
+        path = directory / JWKS_FILE
+        document, sealed = GrantKeyRing._read_document(directory, seal_key)
+        keys = document.get("keys")
         if not isinstance(keys, list):
             raise SigningKeyError(f"{path} is not a JWK Set (no 'keys' list)")
         records = []
@@ -429,11 +639,18 @@ class GrantKeyRing:
                 or (retired is None) != (expires is None)
             ):
                 raise SigningKeyError(f"{where}: malformed 'clearance' metadata")
-            records.append(_Record(kid, public, created, retired, expires))
-        return tuple(records)
+            if retired is not None and not created < retired:
+                # rotate() only retires a key that was active: one "retired" at or before its
+                # creation was never active, so it never signed a grant this gate issued.
+                raise SigningKeyError(
+                    f"{where}: malformed 'clearance' metadata: retired key {kid} was never "
+                    f"active (created {created} is not before retired {retired})"
+                )
+            records.append(RingKey(kid, public, created, retired, expires))
+        return tuple(records), sealed
 
     @staticmethod
-    def _read_private(directory: Path, record: _Record) -> SigningKey:
+    def _read_private(directory: Path, record: RingKey) -> SigningKey:
         path = directory / f"{record.kid}.pem"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

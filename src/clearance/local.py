@@ -6,9 +6,11 @@ Everything it wires is documented in :mod:`clearance.home`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clearance.errors import Error, PolicyError
@@ -20,30 +22,60 @@ if TYPE_CHECKING:
     from clearance.gate import Gate
 
 
-def open_ledger(home: Home, *, durability: Durability | None = None) -> SQLiteLedger:
-    """Open the home's ledger with its checkpoint signer."""
+def open_ledger(
+    home: Home,
+    *,
+    durability: Durability | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SQLiteLedger:
+    """Open the home's ledger with its checkpoint signer, anchor and witnesses.
+
+    The ledger must extend the checkpoint anchored in ``HOME/checkpoints/latest`` and
+    in every ``witness_dirs`` directory, and its unsigned entries must be younger than
+    ``checkpoint_grace`` seconds by ``clock`` (fail-closed rule 12; see
+    :mod:`clearance.ledger.anchor`): TamperError otherwise.
+    """
+    from clearance.ledger.anchor import CheckpointAnchor
+
     signer = NoteSigner.from_skey(home.read_log_skey())
+    mode = durability or home.settings.durability
+    anchor = CheckpointAnchor.for_home(
+        home.anchor_dir,
+        home.witness_dirs,
+        origin=home.settings.origin,
+        sync=mode == "durable",  # relaxed: no fsync, as for the ledger itself
+    )
     return SQLiteLedger.open(
         home.ledger_path,
         signer=signer,
         origin=home.settings.origin,
-        durability=durability or home.settings.durability,
+        durability=mode,
+        anchor=anchor,
+        grace=home.settings.checkpoint_grace,
+        clock=clock,
     )
 
 
 def open_gate(
-    home: str | Path | None = None,
+    home: str | os.PathLike[str] | None = None,
     *,
     principal: str | None = None,
+    multi_principal: bool = False,
     durability: Durability | None = None,
     clock: Callable[[], float] = time.time,
     executor: str = "in-process",
 ) -> Gate:
     """Open a :class:`Gate` over ``home`` (see :func:`clearance.home.find_home`).
 
+    ``principal`` binds the gate: intents must name it (or omit it). A trusted
+    service that authenticates its callers itself opens the gate with
+    ``multi_principal=True`` instead; a gate with neither refuses every intent.
+
     Fails closed: a policy bundle that does not load refuses to start
-    (PolicyError); a missing grant key leaves a gate that denies every action
-    (fail-closed rule 5) rather than failing to open.
+    (PolicyError); a ledger that does not extend its anchored checkpoint refuses
+    to open (TamperError); a missing or unauthenticated grant key ring leaves a
+    gate that denies every action (fail-closed rule 5) rather than failing to open.
+    Nothing it opened stays open when it fails half-way.
     """
     # Imported here so that ledger-only callers (the `clearance log` commands) do not
     # pay for loading the policy engine.
@@ -51,35 +83,44 @@ def open_gate(
     from clearance.keys import GrantKeyRing
     from clearance.policy.reload import PolicyHolder
     from clearance.replay import SQLiteReplayGuard
+    from clearance.sealing import JWKS_PURPOSE, SPOOL_PURPOSE, derive_key
     from clearance.spool import Spool
 
     located = Home.load(find_home(home))
-    mode = durability or located.settings.durability
+    settings = located.settings
+    mode = durability or settings.durability
     try:
         policy = PolicyHolder.load(located.policy_dir)
     except PolicyError as exc:
         raise PolicyError(f"refusing to start: {exc}") from None
+    secret = located.read_log_skey()
     keyring: GrantKeyRing | None
     try:
-        keyring = GrantKeyRing.load(located.grant_key_dir)
-    except Error:
+        keyring = GrantKeyRing.load(
+            located.grant_key_dir, seal_key=derive_key(secret, JWKS_PURPOSE)
+        )
+    except Error as exc:
+        logging.getLogger("clearance.gate").error("grant key ring refused: %s", exc)
         keyring = None
-    ledger = open_ledger(located, durability=mode)
-    try:
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(open_ledger(located, durability=mode, clock=clock))
         replay_guard = SQLiteReplayGuard.open(located.replay_path, durability=mode)
-    except Exception:
-        ledger.close()
-        raise
-    return Gate(
-        policy=policy,
-        ledger=ledger,
-        keyring=keyring,
-        replay_guard=replay_guard,
-        issuer=located.settings.issuer,
-        audience=located.settings.audience,
-        spool=Spool(located.spool_dir),
-        clock=clock,
-        grant_lifetime=located.settings.grant_lifetime,
-        executor=executor,
-        default_principal=principal,
-    )
+        stack.callback(replay_guard.close)
+        gate = Gate(
+            policy=policy,
+            ledger=ledger,
+            keyring=keyring,
+            replay_guard=replay_guard,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            spool=Spool(located.spool_dir, derive_key(secret, SPOOL_PURPOSE)),
+            clock=clock,
+            grant_lifetime=settings.grant_lifetime,
+            executor=executor,
+            principal=principal,
+            multi_principal=multi_principal,
+            default_mandate=settings.default_mandate,
+            require_trace=settings.require_trace,
+        )
+        stack.pop_all()
+    return gate

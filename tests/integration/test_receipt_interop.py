@@ -79,7 +79,7 @@ def test_every_receipt_of_a_real_log_verifies_independently(tmp_path: Path) -> N
     home = init_home(tmp_path / "home", now=1_795_000_000.0)
     request_ids = []
     with open_gate(home.path, principal="agent:ops-bot") as gate:
-        with gate.trace("Pay acme-supplies EUR 30 and keep notes"):
+        with gate.trace("Pay acme-supplies EUR 30 and keep notes", bounds={"spend_cap": 600}):
             for n in range(9):
                 with gate.clearance(
                     {

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clearance.errors import InvalidGrant, LedgerError
-from clearance.replay import REPLAY_LEEWAY, SQLiteReplayGuard
+from clearance.replay import REPLAY_LEEWAY, SCHEMA_VERSION, SQLiteReplayGuard
 
 NOW = 1_700_000_000.0
+HOUR = 3600.0
 
 
 @pytest.fixture
@@ -271,3 +275,367 @@ def test_unopenable_store_is_a_ledger_error(tmp_path: Path) -> None:
     not_a_db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError, match="replay store"):
         SQLiteReplayGuard.open(not_a_db)
+
+
+# -- purging against a fast clock ----------------------------------------------------------
+#
+# Each guard gets its own fake monotonic clock; "wall" times are the ``now`` arguments.
+# A correct verifier's clock reads NOW at the start; a fast one reads NOW + HOUR.
+
+
+class _Monotonic:
+    """An injectable monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def __call__(self) -> float:
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        self.value += seconds
+
+
+def _open(db: Path, monotonic: _Monotonic | None = None, **limits: Any) -> SQLiteReplayGuard:
+    # purge_interval=inf, purge_every=huge: after the purge of a guard's first consume,
+    # purges run only when a test calls purge().
+    options: dict[str, Any] = {"purge_every": 10**9, "purge_interval": math.inf, **limits}
+    return SQLiteReplayGuard.open(db, "relaxed", monotonic=monotonic or _Monotonic(), **options)
+
+
+def _rows(db: Path) -> dict[str, tuple[float, float | None, str]]:
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT jti, exp, seen_at, verifier FROM consumed_jti").fetchall()
+    return {jti: (exp, seen_at, verifier) for jti, exp, seen_at, verifier in rows}
+
+
+def test_rows_record_who_consumed_them_and_when(db: Path) -> None:
+    first, second = _open(db), _open(db)
+    try:
+        first.consume("a", NOW + 30, NOW)
+        second.consume("b", NOW + 30, NOW + 1)
+    finally:
+        first.close()
+        second.close()
+    rows = _rows(db)
+    (_, seen_a, verifier_a), (_, seen_b, verifier_b) = rows["a"], rows["b"]
+    assert (seen_a, seen_b) == (NOW, NOW + 1)
+    assert verifier_a != verifier_b  # a random id per opened guard
+    assert all(len(v) == 16 and int(v, 16) >= 0 for v in (verifier_a, verifier_b))
+
+
+def test_fast_verifier_cannot_purge_a_correct_verifiers_live_jti(db: Path) -> None:
+    """The reported attack: a verifier an hour ahead purged live jtis from a shared store."""
+    correct, fast = _open(db), _open(db, purge_every=1)
+    try:
+        correct.consume("grant", NOW + 30, NOW)
+        # The fast verifier consumes grants of its own (amortised purge before each insert)
+        # and purges explicitly, both with its clock an hour ahead.
+        fast.consume("fast-grant", NOW + HOUR + 30, NOW + HOUR)
+        assert fast.purge(NOW + HOUR) == 0
+        assert fast.purge(NOW + 2 * HOUR) == 0
+        # The correct verifier, ten seconds later, still refuses the replay.
+        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
+    finally:
+        correct.close()
+        fast.close()
+
+
+@pytest.mark.parametrize("how", ["second worker", "restart"])
+def test_fast_guards_do_not_vouch_for_each_other(db: Path, how: str) -> None:
+    # Two guards on the fast host (two worker processes, or one process before and after
+    # a restart: each open is a new verifier id). The newest row of "another verifier" is
+    # then the other fast guard's, so evidence taken from the newest row alone would let
+    # the purge run on the fast clock. The slowest verifier with a row bounds the purge.
+    correct, fast = _open(db), _open(db)
+    try:
+        fast.consume("fast-1", NOW + HOUR + 30, NOW + HOUR)
+        correct.consume("grant", NOW + 30, NOW)
+        if how == "restart":
+            fast.close()
+            fast = _open(db)
+            purger = fast
+        else:
+            purger = _open(db)
+        try:
+            assert purger.purge(NOW + HOUR) == 0
+        finally:
+            if purger is not fast:
+                purger.close()
+        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
+    finally:
+        correct.close()
+        fast.close()
+
+
+def test_fast_verifier_alone_purges_its_own_expired_rows(db: Path) -> None:
+    fast = _open(db)
+    try:
+        fast.consume("expired", NOW + HOUR - 100, NOW + HOUR - 120)
+        fast.consume("live", NOW + HOUR + 30, NOW + HOUR)
+        assert fast.purge(NOW + HOUR) == 1  # no other clock is known: its own decides
+        assert set(_rows(db)) == {"live"}
+    finally:
+        fast.close()
+
+
+def test_amortised_purge_uses_the_same_rule(db: Path) -> None:
+    correct = _open(db)
+    fast = _open(db, purge_every=1)  # purges before every consume
+    try:
+        correct.consume("correct-expired", NOW - 100, NOW - 130)
+        correct.consume("grant", NOW + 30, NOW)
+        fast.consume("fast-expired", NOW + HOUR - 100, NOW + HOUR - 120)
+        fast.consume("fast-live", NOW + HOUR + 30, NOW + HOUR)
+        # The purges ran ("correct-expired" is gone) on the correct clock's evidence.
+        assert set(_rows(db)) == {"grant", "fast-expired", "fast-live"}
+        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
+    finally:
+        correct.close()
+        fast.close()
+
+
+def test_dead_verifiers_evidence_advances_with_monotonic_time(db: Path) -> None:
+    """A verifier that stopped writing holds purges back by a bounded lag, not forever."""
+    dead = _open(db)
+    dead.consume("long-lived", 2e9, NOW)  # stays: its own exp is far away
+    dead.close()
+    clock = _Monotonic()
+    purger = _open(db, clock)  # its clock is right; it first looks 1000 s after the write
+    try:
+        purger.consume("mine", NOW + 900, NOW + 870)
+        # The dead verifier's clock read NOW when last seen; the purger observes that now.
+        assert purger.purge(NOW + 1000) == 0
+        for _ in range(4):  # re-observing the same value must not restart its clock
+            clock.advance(250)
+            purger.purge(NOW + 1000 + clock.value)
+        # 1000 s after the observation the evidence says NOW + 1000: "mine" has expired.
+        assert set(_rows(db)) == {"long-lived"}
+        purger.consume("mine-2", NOW + 1990, NOW + 1960)
+        clock.advance(1000)
+        assert purger.purge(NOW + 3000) == 1  # the lag stays bounded (here 1000 s)
+    finally:
+        purger.close()
+
+
+def test_evidence_disappears_with_the_other_verifiers_rows(db: Path) -> None:
+    other = _open(db)
+    other.consume("theirs", NOW + 30, NOW)
+    other.close()
+    clock = _Monotonic()
+    purger = _open(db, clock)
+    try:
+        purger.consume("mine", NOW + 500, NOW + 470)
+        assert purger.purge(NOW + 1000) == 0  # evidence NOW: nothing is old enough
+        clock.advance(40)
+        assert purger.purge(NOW + 1040) == 1  # evidence NOW + 40 > 30 + leeway: "theirs"
+        assert purger.purge(NOW + 1040) == 1  # no other verifier's row: its own clock
+        assert len(purger) == 0
+    finally:
+        purger.close()
+
+
+def test_a_slower_verifier_than_the_purger_holds_it_to_its_clock(db: Path) -> None:
+    # A purger with the right clock and a verifier a minute behind that still consumes.
+    slow, purger = _open(db), _open(db)
+    try:
+        slow.consume("slow-grant", NOW - 60 + 30, NOW - 60)
+        assert purger.purge(NOW + 30) == 0
+        assert _replayed(slow, "slow-grant", NOW - 30, NOW - 40)
+    finally:
+        slow.close()
+        purger.close()
+
+
+def test_short_lived_guards_keep_the_store_bounded(db: Path) -> None:
+    # One process per governed call: every guard is fresh, has measured no time, and
+    # sees only dead verifiers (its predecessors). max_skew bounds how far their stale
+    # evidence holds a purge behind the purger's own clock.
+    for call in range(60):
+        now = NOW + 10 * call
+        guard = _open(db, max_skew=100)
+        try:
+            guard.consume(f"call-{call}", now + 30, now)  # a guard's first consume purges
+        finally:
+            guard.close()
+    # The last purge, at NOW + 590, deleted exactly the rows with exp + leeway < NOW + 490.
+    kept = sorted(_rows(db), key=lambda jti: int(jti[5:]))
+    assert kept == [f"call-{c}" for c in range(46, 60)]  # exp = NOW + 10 * c + 30
+
+
+def test_a_clock_further_ahead_than_max_skew_is_not_caught(db: Path) -> None:
+    # The limit of the rule, pinned: beyond max_skew the purger's own clock decides.
+    correct, fast = _open(db), _open(db, max_skew=HOUR)
+    try:
+        correct.consume("grant", NOW + 30, NOW)
+        assert fast.purge(NOW + HOUR - 60) == 0
+        assert fast.purge(NOW + HOUR + 60) == 1
+    finally:
+        correct.close()
+        fast.close()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_skew": -1.0}, {"max_skew": math.nan}, {"leeway": -1.0}, {"purge_every": 0}],
+)
+def test_bad_limits_are_refused(db: Path, limits: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        SQLiteReplayGuard.open(db, **limits)
+
+
+_FAST_PURGER = """
+import sys
+from clearance.replay import SQLiteReplayGuard
+guard = SQLiteReplayGuard.open(sys.argv[1])
+print(guard.purge(float(sys.argv[2])))
+guard.close()
+"""
+
+
+def test_fast_purger_in_another_process(db: Path) -> None:
+    correct = SQLiteReplayGuard.open(db)
+    try:
+        correct.consume("grant", NOW + 30, NOW)
+        purged = subprocess.run(
+            [sys.executable, "-c", _FAST_PURGER, str(db), str(NOW + HOUR)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert purged.stdout.strip() == "0"
+        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
+        other = SQLiteReplayGuard.open(db)
+        try:
+            assert _replayed(other, "grant", NOW + 30, NOW + 10)
+        finally:
+            other.close()
+    finally:
+        correct.close()
+
+
+def test_failed_purge_leaves_no_transaction_open(db: Path) -> None:
+    # A purge is one transaction (the observation and the delete must see the same rows);
+    # if it fails midway, later inserts must still commit on their own.
+    calls = 0
+
+    def flaky() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("clock unavailable")
+        return float(calls)
+
+    other = _open(db)
+    guard = SQLiteReplayGuard.open(db, "relaxed", purge_every=1, monotonic=flaky)
+    try:
+        other.consume("theirs", NOW + 30, NOW)
+        with pytest.raises(RuntimeError):
+            guard.consume("first", NOW + 30, NOW)
+        assert not guard._db.in_transaction
+        guard.consume("second", NOW + 30, NOW)
+        assert _replayed(other, "second", NOW + 30, NOW)  # committed, visible elsewhere
+        assert not _replayed(other, "first", NOW + 30, NOW)
+    finally:
+        guard.close()
+        other.close()
+
+
+# -- schema migration --------------------------------------------------------------------
+
+_OLD_SCHEMA = (
+    "CREATE TABLE consumed_jti (jti TEXT PRIMARY KEY NOT NULL, exp REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX consumed_jti_exp ON consumed_jti (exp)",
+)
+
+
+def _old_store(db: Path, rows: dict[str, float]) -> None:
+    """A replay.db as the guard wrote it before rows recorded seen_at and verifier."""
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute("PRAGMA journal_mode = WAL")
+        for statement in _OLD_SCHEMA:
+            raw.execute(statement)
+        raw.executemany("INSERT INTO consumed_jti (jti, exp) VALUES (?, ?)", rows.items())
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _schema(db: Path) -> tuple[int, list[str]]:
+    with sqlite3.connect(db) as raw:
+        version = raw.execute("PRAGMA user_version").fetchone()[0]
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(consumed_jti)")]
+    return version, columns
+
+
+def test_old_format_store_is_migrated(db: Path) -> None:
+    _old_store(db, {"old-live": NOW + 30, "old-expired": NOW - 100})
+    assert _schema(db) == (0, ["jti", "exp"])
+    clock = _Monotonic()
+    guard = _open(db, clock)  # its clock is an hour ahead
+    try:
+        assert _schema(db) == (SCHEMA_VERSION, ["jti", "exp", "seen_at", "verifier"])
+        # Old rows stand for an unknown verifier whose clock read their exp: a purge on
+        # a fast clock keeps what that verifier could still accept.
+        assert guard.purge(NOW + HOUR) == 1
+        assert set(_rows(db)) == {"old-live"}
+        assert _replayed(guard, "old-live", NOW + 30, NOW + HOUR)  # old rows still count
+        guard.consume("new", NOW + HOUR + 30, NOW + HOUR)
+        clock.advance(40)
+        assert guard.purge(NOW + HOUR) == 1  # evidence moved past old-live's exp + leeway
+        assert set(_rows(db)) == {"new"}
+    finally:
+        guard.close()
+    reopened = _open(db)  # a migrated store opens unchanged
+    try:
+        assert _schema(db) == (SCHEMA_VERSION, ["jti", "exp", "seen_at", "verifier"])
+        assert _replayed(reopened, "new", NOW + HOUR + 30, NOW + HOUR)
+    finally:
+        reopened.close()
+
+
+def test_rows_from_a_guard_of_the_old_format_still_hold_purges_back(db: Path) -> None:
+    # During a rolling upgrade an old guard still inserts only (jti, exp) into the
+    # migrated table: its rows read as an unknown verifier whose clock read their exp.
+    _open(db).close()
+    with sqlite3.connect(db) as raw:
+        raw.execute("INSERT INTO consumed_jti (jti, exp) VALUES ('old-writer', ?)", (NOW + 30,))
+    assert _rows(db)["old-writer"] == (NOW + 30, None, "")
+    fast = _open(db)
+    try:
+        fast.consume("fast-expired", NOW + HOUR - 100, NOW + HOUR - 120)
+        assert fast.purge(NOW + HOUR) == 0
+        assert _replayed(fast, "old-writer", NOW + 30, NOW + 10)
+    finally:
+        fast.close()
+
+
+def test_concurrent_opens_migrate_once(db: Path) -> None:
+    _old_store(db, {"old": NOW + 30})
+    barrier = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def open_and_close() -> None:
+        barrier.wait()
+        try:
+            SQLiteReplayGuard.open(db).close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_and_close) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert _schema(db) == (SCHEMA_VERSION, ["jti", "exp", "seen_at", "verifier"])
+
+
+def test_store_from_a_newer_version_is_refused(db: Path) -> None:
+    _open(db).close()
+    with sqlite3.connect(db) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(LedgerError, match="schema version"):
+        SQLiteReplayGuard.open(db)

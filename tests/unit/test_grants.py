@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.api_jws import PyJWS
 
+from clearance import grants
 from clearance.errors import InvalidGrant
 from clearance.grants import (
     CLAIMS,
@@ -283,6 +284,64 @@ def test_typ_must_be_jwt_when_present(key: SigningKey, keys: Any, guard: Any) ->
     assert _reason(_sign(key, _claims(), header), keys, guard) == "typ 'at+jwt' is not JWT"
     no_typ = {"alg": "EdDSA", "kid": key.kid}
     assert _verify(_sign(key, _claims(), no_typ), keys, guard).jti == "grant-1"
+
+
+def _sign_header_text(key: SigningKey, header_json: str, payload: Mapping[str, Any]) -> str:
+    """A grant whose protected header is exactly ``header_json`` (to repeat members)."""
+    signing_input = _b64(header_json.encode()) + "." + _b64(json.dumps(payload).encode())
+    return signing_input + "." + _b64(key.private_key.sign(signing_input.encode()))
+
+
+def _duplicate_headers(kid: str) -> list[tuple[str, str]]:
+    """Headers repeating one member, each in both orders: JSON's "last wins" would pick one."""
+    return [
+        ("alg", f'{{"alg":"none","alg":"EdDSA","typ":"JWT","kid":"{kid}"}}'),
+        ("alg", f'{{"alg":"EdDSA","alg":"none","typ":"JWT","kid":"{kid}"}}'),
+        ("alg", f'{{"alg":"EdDSA","alg":"EdDSA","typ":"JWT","kid":"{kid}"}}'),
+        ("kid", f'{{"alg":"EdDSA","typ":"JWT","kid":"{kid}","kid":"other"}}'),
+        ("kid", f'{{"alg":"EdDSA","typ":"JWT","kid":"other","kid":"{kid}"}}'),
+        ("kid", f'{{"alg":"EdDSA","typ":"JWT","kid":"{kid}","kid":"{kid}"}}'),
+        ("typ", f'{{"alg":"EdDSA","typ":"JWT","typ":"JWT","kid":"{kid}"}}'),
+        ("typ", f'{{"alg":"EdDSA","typ":"at+jwt","typ":"JWT","kid":"{kid}"}}'),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_duplicate_header_members_are_refused(
+    key: SigningKey, keys: Any, guard: Any, case: int
+) -> None:
+    # Signed by the real key: only the duplicate itself can be the reason for refusal.
+    member, header_json = _duplicate_headers(key.kid)[case]
+    token = _sign_header_text(key, header_json, _claims())
+    assert _reason(token, keys, guard) == f"duplicate header member '{member}'"
+
+
+def test_duplicate_header_is_never_cached(key: SigningKey, keys: Any, guard: Any) -> None:
+    # A grant with the canonical header verifies first, so its segment is cached; the
+    # duplicate-member segments must still be parsed, refused, and never enter the cache.
+    _verify(issue_grant(key, GrantClaims(**_claims())), keys, guard)
+    for member, header_json in _duplicate_headers(key.kid):
+        token = _sign_header_text(key, header_json, _claims(jti=new_jti()))
+        for _ in range(2):
+            assert _reason(token, keys, guard) == f"duplicate header member '{member}'"
+        assert token.split(".")[0] not in grants._ACCEPTED_HEADERS
+    assert _verify(issue_grant(key, GrantClaims(**_claims(jti="j2"))), keys, guard).jti == "j2"
+
+
+def test_header_repeating_a_member_inside_a_value(key: SigningKey, keys: Any, guard: Any) -> None:
+    header_json = f'{{"alg":"EdDSA","typ":"JWT","kid":{{"a":1,"a":"{key.kid}"}}}}'
+    token = _sign_header_text(key, header_json, _claims())
+    assert _reason(token, keys, guard).startswith("duplicate header member")
+
+
+def test_header_must_be_utf8_json(key: SigningKey, keys: Any, guard: Any) -> None:
+    # RFC 7515 §4: the header is the UTF-8 representation; json.loads(bytes) would
+    # also have accepted UTF-16 or a byte order mark.
+    header = json.dumps(_header(key.kid, "EdDSA"))
+    for encoded in (header.encode("utf-16"), b"\xef\xbb\xbf" + header.encode()):
+        signing_input = _b64(encoded) + "." + _b64(json.dumps(_claims()).encode())
+        token = signing_input + "." + _b64(key.private_key.sign(signing_input.encode()))
+        assert _reason(token, keys, guard).startswith("malformed token header")
 
 
 @pytest.mark.parametrize("kid", ["unknown", None, 7])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -18,10 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt.api_jws import PyJWS
 
+from clearance import sealing
 from clearance.errors import SigningKeyError
 from clearance.keys import (
     JWKS_FILE,
     ROTATION_LEEWAY,
+    SEAL_MEMBER,
     GrantKeyRing,
     b64url_decode,
     b64url_encode,
@@ -235,9 +239,19 @@ def _rewrite_jwks(ring: GrantKeyRing, change: Any) -> None:
         (lambda d: d.pop("keys"), "not a JWK Set"),
         (lambda d: d["keys"].append(dict(d["keys"][0])), "2 active keys"),
         (
-            lambda d: d["keys"][0]["clearance"].update(retired=1.0, expires=2.0),
+            lambda d: d["keys"][0]["clearance"].update(retired=T0 + 1, expires=T0 + 2),
             "0 active keys",
         ),
+        # A retired key that was never active (retired at or before its creation).
+        (
+            lambda d: d["keys"][0]["clearance"].update(retired=T0, expires=T0 + 60),
+            "never active",
+        ),
+        (
+            lambda d: d["keys"][0]["clearance"].update(retired=T0 - 10, expires=T0 + 60),
+            "never active",
+        ),
+        (lambda d: d.update(keys=[]), "0 active keys"),
     ],
 )
 def test_malformed_jwks_file(ring: GrantKeyRing, change: Any, message: str) -> None:
@@ -275,7 +289,7 @@ def test_rotation_retires_the_old_key_until_grants_it_signed_expire(ring: GrantK
 def test_signature_by_retired_key_verifies_with_published_keys(ring: GrantKeyRing) -> None:
     old = ring.signing_key()
     signature = old.private_key.sign(b"payload")
-    ring.rotate(T0, max_grant_lifetime=30)
+    ring.rotate(T0 + 1, max_grant_lifetime=30)
     published = keys_from_jwks(GrantKeyRing.load(ring.directory).jwks(T0 + 30))
     published[old.kid].verify(signature, b"payload")
 
@@ -382,3 +396,225 @@ def test_b64url_decode_accepts_exactly_the_canonical_encodings(text: str) -> Non
     else:
         with pytest.raises(ValueError, match="base64url"):
             b64url_decode(text)
+
+
+# -- the sealed ring (review finding 9: key injection) ------------------------------------
+
+SKEY = "PRIVATE+KEY+clearance.test/home+01020304+AaNeCii32igQJHeWP0BHl10aR4uTO2ArR+8D+/ThKI8W"
+SEAL_KEY = sealing.derive_key(SKEY, sealing.JWKS_PURPOSE)
+
+
+@pytest.fixture
+def sealed(ring_dir: Path) -> GrantKeyRing:
+    return GrantKeyRing.create(ring_dir, T0, seal_key=SEAL_KEY)
+
+
+def _document(ring: GrantKeyRing) -> dict[str, Any]:
+    return dict(json.loads((ring.directory / JWKS_FILE).read_text()))
+
+
+def _write_document(ring: GrantKeyRing, document: dict[str, Any]) -> None:
+    (ring.directory / JWKS_FILE).write_text(json.dumps(document, indent=2))
+
+
+def _inject_retired_key(ring: GrantKeyRing) -> tuple[Ed25519PrivateKey, str]:
+    """The reported attack: add one's own Ed25519 key to jwks.json as a retired key."""
+    attacker = Ed25519PrivateKey.generate()
+    jwk = {
+        **public_jwk(attacker.public_key()),
+        "clearance": {"created": T0 - 100, "retired": T0 - 50, "expires": T0 + 10**9},
+    }
+    document = _document(ring)
+    document["keys"].append(jwk)
+    _write_document(ring, document)  # the seal member is kept as it was
+    return attacker, str(jwk["kid"])
+
+
+def test_a_sealed_ring_carries_a_seal_over_its_canonical_json(sealed: GrantKeyRing) -> None:
+    import rfc8785
+
+    document = _document(sealed)
+    tag = document.pop(SEAL_MEMBER)
+    # Recomputed independently of clearance.canonical: RFC 8785 bytes, HMAC-SHA256, hex.
+    expected = hmac.new(SEAL_KEY, rfc8785.dumps(document), hashlib.sha256).hexdigest()
+    assert tag == expected
+    assert sealed.sealed
+
+
+def test_the_seal_is_never_published(sealed: GrantKeyRing) -> None:
+    assert set(sealed.jwks(T0)) == {"keys"}
+    assert set(GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY).jwks(T0)) == {"keys"}
+
+
+def test_jwks_consumers_ignore_the_seal_member(sealed: GrantKeyRing) -> None:
+    # RFC 7517 §5: unknown top-level members are ignored; the file itself is a valid JWKS.
+    keys = keys_from_jwks(_document(sealed))
+    assert list(keys) == [sealed.active_kid]
+
+
+def test_a_sealed_ring_loads_with_and_without_its_seal_key(sealed: GrantKeyRing) -> None:
+    assert GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY).active_kid == sealed.active_kid
+    assert GrantKeyRing.load(sealed.directory).active_kid == sealed.active_kid  # read-only view
+
+
+def test_an_injected_retired_key_is_refused_at_load(sealed: GrantKeyRing) -> None:
+    _, kid = _inject_retired_key(sealed)
+    with pytest.raises(SigningKeyError, match="seal does not verify") as caught:
+        GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+    message = caught.value.diagnostics()
+    assert "modified outside clearance" in message
+    assert "clearance keys seal" in message
+    # Without the seal this is exactly what the gate used to trust:
+    assert kid in GrantKeyRing.load(sealed.directory).verification_keys(T0)
+
+
+def test_a_removed_seal_is_refused(sealed: GrantKeyRing) -> None:
+    document = _document(sealed)
+    del document[SEAL_MEMBER]
+    _write_document(sealed, document)
+    with pytest.raises(SigningKeyError, match=r"not sealed .*older version.*clearance keys seal"):
+        GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update({SEAL_MEMBER: d[SEAL_MEMBER][:-1] + "0"}),
+        lambda d: d.update({SEAL_MEMBER: d[SEAL_MEMBER].upper()}),
+        lambda d: d.update({SEAL_MEMBER: 17}),
+        lambda d: d.update(
+            {SEAL_MEMBER: sealing.seal(sealing.derive_key(SKEY, sealing.SPOOL_PURPOSE), b"x")}
+        ),
+        lambda d: d["keys"][0]["clearance"].update(created=T0 - 1),
+        lambda d: d.update(extra="a member added after sealing"),
+    ],
+)
+def test_an_edited_ring_or_seal_is_refused(sealed: GrantKeyRing, change: Any) -> None:
+    document = _document(sealed)
+    change(document)
+    _write_document(sealed, document)
+    with pytest.raises(SigningKeyError, match="seal does not verify"):
+        GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+
+
+def test_a_ring_sealed_by_another_home_is_refused(sealed: GrantKeyRing) -> None:
+    other = sealing.derive_key(SKEY.replace("01020304", "05060708"), sealing.JWKS_PURPOSE)
+    with pytest.raises(SigningKeyError, match="seal does not verify"):
+        GrantKeyRing.load(sealed.directory, seal_key=other)
+
+
+def test_duplicate_members_are_refused(sealed: GrantKeyRing) -> None:
+    text = (sealed.directory / JWKS_FILE).read_text()
+    (sealed.directory / JWKS_FILE).write_text(text.replace("{", '{"keys": [], ', 1))
+    with pytest.raises(SigningKeyError, match="duplicate member"):
+        GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+
+
+def test_a_rotated_sealed_ring_loads_and_verifies_both_keys(sealed: GrantKeyRing) -> None:
+    old = sealed.signing_key()
+    signature = old.private_key.sign(b"grant")
+    new = sealed.rotate(T0 + 10, max_grant_lifetime=30)
+    assert SEAL_MEMBER in _document(sealed)
+    loaded = GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+    assert loaded.active_kid == new.kid
+    keys = loaded.verification_keys(T0 + 20)
+    assert set(keys) == {old.kid, new.kid}
+    keys[old.kid].verify(signature, b"grant")
+    assert [k.active for k in loaded.keys] == [True, False]
+    assert loaded.signing_key().kid == new.kid
+
+
+def test_rotation_refuses_a_tampered_ring(sealed: GrantKeyRing) -> None:
+    _inject_retired_key(sealed)
+    with pytest.raises(SigningKeyError, match="seal does not verify"):
+        sealed.rotate(T0 + 10, max_grant_lifetime=30)
+    assert len(list(sealed.directory.glob("*.pem"))) == 1  # nothing was written
+
+
+def test_a_read_only_view_cannot_unseal_the_ring_by_rotating(sealed: GrantKeyRing) -> None:
+    view = GrantKeyRing.load(sealed.directory)
+    with pytest.raises(SigningKeyError, match="is sealed"):
+        view.rotate(T0 + 10, max_grant_lifetime=30)
+    GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)  # still sealed and intact
+
+
+def test_rotation_at_or_before_the_active_keys_creation_is_refused(sealed: GrantKeyRing) -> None:
+    for now in (T0, T0 - 1):
+        with pytest.raises(SigningKeyError, match="clock behind"):
+            sealed.rotate(now, max_grant_lifetime=30)
+    assert GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY).active_kid == sealed.active_kid
+
+
+def test_refresh_after_an_attacker_edit_fails_closed(sealed: GrantKeyRing) -> None:
+    old = sealed.signing_key()
+    _inject_retired_key(sealed)
+    with pytest.raises(SigningKeyError, match="seal does not verify"):
+        sealed.refresh()
+    # The ring stops signing until it reads a good file again; the keys it had verified
+    # (and only those) still verify grants already issued.
+    with pytest.raises(SigningKeyError, match="seal does not verify"):
+        sealed.signing_key()
+    assert set(sealed.verification_keys(T0)) == {old.kid}
+    with pytest.raises(SigningKeyError):
+        sealed.refresh()  # every later refresh reads the file again
+    GrantKeyRing.reseal(sealed.directory, seal_key=SEAL_KEY)  # the operator's decision
+    assert sealed.refresh()
+    assert sealed.signing_key().kid == old.kid
+
+
+def test_refresh_picks_up_a_sealed_rotation(sealed: GrantKeyRing) -> None:
+    other_process = GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
+    new = other_process.rotate(T0 + 1, max_grant_lifetime=30)
+    assert sealed.refresh()
+    assert sealed.signing_key().kid == new.kid
+
+
+def test_an_unsealed_ring_from_an_older_version_is_refused_until_sealed(
+    ring: GrantKeyRing,
+) -> None:
+    with pytest.raises(SigningKeyError, match="not sealed"):
+        GrantKeyRing.load(ring.directory, seal_key=SEAL_KEY)
+    resealed = GrantKeyRing.reseal(ring.directory, seal_key=SEAL_KEY)
+    assert resealed.sealed
+    assert [k.kid for k in resealed.keys] == [ring.active_kid]
+    loaded = GrantKeyRing.load(ring.directory, seal_key=SEAL_KEY)
+    assert loaded.active_kid == ring.active_kid
+    assert loaded.signing_key().kid == ring.active_kid
+
+
+def test_reseal_ignores_a_bad_seal_but_validates_everything_else(sealed: GrantKeyRing) -> None:
+    _inject_retired_key(sealed)
+    resealed = GrantKeyRing.reseal(sealed.directory, seal_key=SEAL_KEY)
+    assert len(resealed.keys) == 2  # the operator vouched for both
+    document = _document(sealed)
+    document["keys"].append(dict(document["keys"][0]))
+    _write_document(sealed, document)
+    with pytest.raises(SigningKeyError, match="2 active keys"):
+        GrantKeyRing.reseal(sealed.directory, seal_key=SEAL_KEY)
+
+
+def test_reseal_writes_only_what_it_validated(ring: GrantKeyRing) -> None:
+    document = _document(ring)
+    document["unknown"] = {"smuggled": True}
+    _write_document(ring, document)
+    GrantKeyRing.reseal(ring.directory, seal_key=SEAL_KEY)
+    assert set(_document(ring)) == {"keys", SEAL_MEMBER}
+
+
+def test_retired_keys_can_be_filtered_but_the_active_key_never_is(
+    sealed: GrantKeyRing,
+) -> None:
+    old = sealed.active_kid
+    new = sealed.rotate(T0 + 10, max_grant_lifetime=30).kid
+    assert [k["kid"] for k in sealed.jwks(T0 + 11, keep_retired=lambda kid: False)["keys"]] == [new]
+    assert set(sealed.verification_keys(T0 + 11, keep_retired=lambda kid: kid == old)) == {
+        old,
+        new,
+    }
+    assert set(sealed.verification_keys(T0 + 11, keep_retired=lambda kid: False)) == {new}
+
+
+@pytest.mark.parametrize("key", [b"", b"too short", "text"])
+def test_a_seal_key_must_be_a_real_key(ring_dir: Path, key: Any) -> None:
+    with pytest.raises(ValueError, match="seal_key"):
+        GrantKeyRing.create(ring_dir, T0, seal_key=key)

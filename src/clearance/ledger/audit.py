@@ -15,7 +15,20 @@
 5. recomputes the tree from the leaf bytes alone, and at each stored checkpoint's
    size compares the recomputed root with the signed root, after checking the
    checkpoint's C2SP signed-note signature with the trusted key;
-6. proves every checkpoint consistent with the one before it (RFC 9162 §2.1.4).
+6. proves every checkpoint consistent with the one before it (RFC 9162 §2.1.4);
+7. recomputes every derived column (``type``, ``ref`` via
+   :func:`~clearance.ledger.store.index_ref`, ``trace_id``) from the leaf: no hash
+   covers them, and a cleared ``trace_id`` hides an entry from its trace;
+8. given the log's anchor (:mod:`.anchor`), checks every anchored file as opening a
+   store does (:mod:`.sqlite_trust`): present whenever the ledger holds a checkpoint,
+   signed by the log's key, no larger than the ledger, equal to the root recomputed
+   from the leaves at its size, and still stored as a checkpoint row;
+9. given a grace period and the current time, refuses entries that no signed
+   checkpoint covers and that are older than the grace (:func:`.anchor.stale_problem`).
+
+It reads and never writes: not the ledger, not the anchor. Crafted rows (TEXT
+instead of BLOB, JSON that is not an object or is nested too deeply, bytes that are
+not UTF-8) are reported at their index like any other problem, never raised.
 
 It reports the *first* leaf index affected. A difference located to one leaf or
 node (steps 1-4) is exact; a signed root that no longer matches while every row is
@@ -40,6 +53,7 @@ from typing import Any
 from clearance.canonical import canonical_json, encode_fast_path
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
 from clearance.ledger import merkle
+from clearance.ledger.anchor import CheckpointAnchor, stale_problem
 from clearance.ledger.checkpoint import NoteVerifier, parse_checkpoint
 from clearance.ledger.sqlite import SQLiteLedger
 from clearance.ledger.sqlite_db import (
@@ -47,9 +61,11 @@ from clearance.ledger.sqlite_db import (
     connect,
     entry_problem,
     read_meta,
+    sqlite_type,
     translate,
 )
 from clearance.ledger.sqlite_reader import range_hashes
+from clearance.ledger.sqlite_rows import column_problem
 from clearance.ledger.store import Checkpoint, LedgerStore
 
 _MAX_PROBLEMS = 50
@@ -64,6 +80,7 @@ class AuditReport:
     ``message`` describes that first problem; ``problems`` lists up to 50.
     ``key_from_store`` is True when no trusted vkey was given and the ledger's own
     recorded key was used, which proves integrity only against accidents.
+    ``anchors`` counts the anchored files (anchor and witnesses) the ledger extends.
     """
 
     ok: bool
@@ -73,6 +90,7 @@ class AuditReport:
     message: str
     problems: tuple[str, ...] = field(default=())
     key_from_store: bool = False
+    anchors: int = 0
 
     def raise_for_problems(self) -> None:
         """Raise TamperError(index=first_bad_index) unless the ledger verified."""
@@ -136,8 +154,16 @@ _DECODE = json.JSONDecoder(
 def parse_leaf(leaf: bytes) -> tuple[Any, bool]:
     """Parse a stored leaf; returns the value and whether ``leaf`` is its RFC 8785 form.
 
-    Raises ValueError when the leaf is not JSON.
+    Raises ValueError when the leaf is not JSON (also when it is nested too deeply
+    for the parser: a RecursionError never escapes).
     """
+    try:
+        return _parse_leaf(leaf)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _parse_leaf(leaf: bytes) -> tuple[Any, bool]:
     if leaf.isascii():
         try:
             value = _DECODE(leaf.decode("ascii"))
@@ -155,17 +181,18 @@ def parse_leaf(leaf: bytes) -> tuple[Any, bool]:
         return value, False
 
 
-def _leaf_problem(leaf: bytes) -> str | None:
+def _leaf_problem(leaf: bytes) -> tuple[Any, str | None]:
+    """The parsed leaf (None when it is not JSON) and what is wrong with it, if anything."""
     try:
         value, canonical = parse_leaf(leaf)
-    except ValueError:
-        return "is not valid JSON"
+    except ValueError as exc:
+        return None, "is not valid JSON" + (" (nested too deeply)" if "deeply" in str(exc) else "")
     shape = entry_problem(value)
     if shape is not None:
-        return f"is not a ledger entry ({shape})"
+        return value, f"is not a ledger entry ({shape})"
     if not canonical:
-        return "is not in RFC 8785 canonical form"
-    return None
+        return value, "is not in RFC 8785 canonical form"
+    return value, None
 
 
 def verify(
@@ -173,14 +200,21 @@ def verify(
     *,
     vkey: str | None = None,
     origin: str | None = None,
+    anchor: CheckpointAnchor | None = None,
+    grace: float | None = None,
+    now: float | None = None,
 ) -> AuditReport:
     """Audit a whole SQLite ledger (see the module docstring); never raises on tampering.
 
     ``source`` is an open store (its key and origin are then trusted) or a path.
     For a path, pass the log's trusted ``vkey``; without one the key recorded in the
-    file is used and the report says so. Raises LedgerError when the file cannot be
-    read and InputError for a malformed ``vkey``.
+    file is used and the report says so. ``anchor`` adds the anchor and witness
+    checks; ``grace`` (seconds) with ``now`` (POSIX time) the grace rule. Raises
+    LedgerError when the file cannot be read and InputError for a malformed ``vkey``
+    or a grace without a time.
     """
+    if grace is not None and (now is None or not grace > 0):
+        raise InputError("a grace period must be positive and needs the current time")
     if isinstance(source, SQLiteLedger):
         path, vkey, origin = source.path, vkey or source.vkey, origin or source.origin
     else:
@@ -191,13 +225,18 @@ def verify(
         conn = connect(path, read_only=True)
         try:
             conn.execute("BEGIN")  # one snapshot for the whole pass (WAL readers don't block)
-            return _audit(conn, path, vkey, origin)
+            return _audit(conn, path, vkey, origin, anchor, (grace, now))
         finally:
             conn.close()
 
 
 def _audit(
-    conn: sqlite3.Connection, path: Path, vkey: str | None, origin: str | None
+    conn: sqlite3.Connection,
+    path: Path,
+    vkey: str | None,
+    origin: str | None,
+    anchor: CheckpointAnchor | None,
+    grace: tuple[float | None, float | None],
 ) -> AuditReport:
     meta = read_meta(conn)
     if not meta:
@@ -215,17 +254,26 @@ def _audit(
     rows = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
     signed: list[Checkpoint] = []
     for size, root, note in rows:
+        if not isinstance(root, bytes) or not isinstance(note, str):
+            found.add(
+                f"checkpoint row at size {size} stores a {sqlite_type(root)} root and a "
+                f"{sqlite_type(note)} note, not a BLOB and TEXT",
+                None,
+            )
+            continue
         try:
-            cp = parse_checkpoint(str(note), verifier, origin=origin)
+            cp = parse_checkpoint(note, verifier, origin=origin)
         except ProofError as exc:
             found.add(f"checkpoint at size {size} does not verify: {exc}", None)
             continue
-        if cp.size != size or cp.root != bytes(root):
+        if cp.size != size or cp.root != root:
             found.add(f"checkpoint row at size {size} disagrees with its signed note", None)
             continue
         signed.append(cp)
 
-    size = _Walker(conn, signed, found).run()
+    anchored = _read_anchors(anchor, verifier, origin, bool(rows), found)
+    roots = [(cp, "the signed root") for cp in signed] + anchored
+    size = _Walker(conn, sorted(roots, key=lambda pair: pair[0].size), found).run()
     for cp in signed:
         if cp.size > size:
             found.add(
@@ -233,11 +281,18 @@ def _audit(
                 f"entries from {size} on were removed",
                 size,
             )
+    _check_anchored(anchored, {cp.size: cp.root for cp in signed}, size, found)
     _check_chain(conn, [cp for cp in signed if cp.size <= size], found)
+    grace_seconds, now = grace
+    if grace_seconds is not None and now is not None:
+        covered = max((cp.size for cp in signed if cp.size <= size), default=0)
+        _check_grace(conn, covered, size, now, grace_seconds, found)
 
     if found.count == 0:
         message = f"ledger verified: {size} entries, {len(signed)} checkpoints"
-        return AuditReport(True, size, len(signed), None, message, (), key_from_store)
+        return AuditReport(
+            True, size, len(signed), None, message, (), key_from_store, len(anchored)
+        )
     first = found.best[1] if found.best else None
     message = found.best[2] if found.best else (found.unlocated or "ledger failed verification")
     return AuditReport(
@@ -245,15 +300,81 @@ def _audit(
     )
 
 
+def _read_anchors(
+    anchor: CheckpointAnchor | None,
+    verifier: NoteVerifier,
+    origin: str,
+    has_checkpoints: bool,
+    found: _Findings,
+) -> list[tuple[Checkpoint, str]]:
+    """The verified anchored checkpoints, each with a label; problems go to ``found``."""
+    anchored: list[tuple[Checkpoint, str]] = []
+    for file in anchor.files if anchor is not None else ():
+        try:
+            cp = file.read(verifier, origin)
+        except LedgerError as exc:  # TamperError included: unreadable is not verified
+            found.add(str(exc), None)
+            continue
+        if cp is None:
+            if has_checkpoints:
+                found.add(str(file.missing()), None)
+            continue
+        anchored.append((cp, f"the checkpoint anchored in {file.describe()}"))
+    return anchored
+
+
+def _check_anchored(
+    anchored: list[tuple[Checkpoint, str]],
+    stored: dict[int, bytes],
+    size: int,
+    found: _Findings,
+) -> None:
+    """Anchored checkpoints the ledger is too short for, or no longer stores as a row.
+
+    (Their roots were compared with the recomputed tree during the walk.)
+    """
+    for cp, label in anchored:
+        if cp.size > size:
+            found.add(
+                f"{label} has size {cp.size} but the ledger holds {size} entries: entries "
+                f"from {size} on were removed, or the ledger was replaced by an older copy",
+                size,
+            )
+        elif stored.get(cp.size) != cp.root:
+            found.add(
+                f"the ledger holds no valid checkpoint row of size {cp.size} with the root "
+                f"{label} has: signed checkpoints were deleted from the ledger",
+                None,
+            )
+
+
+def _check_grace(
+    conn: sqlite3.Connection, covered: int, size: int, now: float, grace: float, found: _Findings
+) -> None:
+    """Entries from ``covered`` on have no signed checkpoint: the first must be recent."""
+    if size <= covered:
+        return
+    (leaf,) = conn.execute("SELECT leaf FROM entries WHERE idx = ?", (covered,)).fetchone()
+    value, _ = _leaf_problem(leaf) if isinstance(leaf, bytes) else (None, None)
+    if not isinstance(value, dict):
+        return  # already reported by the walk
+    problem = stale_problem(covered, value, now, grace)
+    if problem is not None:
+        found.add(problem, covered)
+
+
 class _Walker:
     """One streaming pass over the entries, keeping two right edges of the tree."""
 
-    def __init__(self, conn: sqlite3.Connection, signed: list[Checkpoint], found: _Findings):
+    def __init__(
+        self, conn: sqlite3.Connection, roots: list[tuple[Checkpoint, str]], found: _Findings
+    ):
+        """Walk ``conn``'s entries, comparing recomputed roots with ``roots`` (size order)."""
         self._conn = conn
         self._found = found
         # The right edge: (level, hash recomputed from leaf bytes, hash stored in the file).
         self._edge: list[tuple[int, bytes, bytes]] = []
-        self._pending = iter(signed)
+        self._pending = iter(roots)
         self._next_cp = next(self._pending, None)
         self._last_good = 0  # size of the last checkpoint whose root matched
         self.position = 0
@@ -261,18 +382,33 @@ class _Walker:
     def run(self) -> int:
         """Walk the whole log; returns the number of leaf positions seen."""
         found = self._found
-        rows = self._conn.execute("SELECT idx, hashes, leaf FROM entries ORDER BY idx")
-        for idx, hashes, raw in rows:
+        rows = self._conn.execute(
+            "SELECT idx, hashes, type, ref, trace_id, leaf FROM entries ORDER BY idx"
+        )
+        for idx, hashes, kind, ref, trace_id, raw in rows:
             position = self.position
             if idx != position:  # the rows from `position` to idx - 1 were removed
                 found.add(f"entry {position} is missing (the next stored entry is {idx})", position)
                 return position  # the tree cannot be rebuilt past a hole
-            leaf = bytes(raw)
-            problem = _leaf_problem(leaf)
+            leaf = self._blob(position, "leaf", raw)
+            value, problem = _leaf_problem(leaf)
             if problem is not None:
                 found.add(f"entry {position} {problem}", position)
-            self._push(leaf, bytes(hashes))
+            if isinstance(value, dict):
+                columns = column_problem(position, value, (kind, ref, trace_id))
+                if columns is not None:
+                    found.add(columns, position)
+            self._push(leaf, self._blob(position, "hashes", hashes))
         return self.position
+
+    def _blob(self, position: int, column: str, value: object) -> bytes:
+        """``value`` as stored bytes; another storage class is reported (and hashed as text)."""
+        if isinstance(value, bytes):
+            return value
+        self._found.add(
+            f"entry {position} stores its {column} as {sqlite_type(value)}, not a BLOB", position
+        )
+        return str(value).encode("utf-8", "surrogatepass") if value is not None else b""
 
     def _push(self, leaf: bytes, hashes: bytes) -> None:
         """Add the next leaf to the right edge, checking every hash its row stores.
@@ -309,16 +445,16 @@ class _Walker:
                 )
         edge.append((merges, node, kept))
         self.position = position + 1
-        while self._next_cp is not None and self._next_cp.size <= self.position:
-            self._check_root(self._next_cp)
+        while self._next_cp is not None and self._next_cp[0].size <= self.position:
+            self._check_root(*self._next_cp)
             self._next_cp = next(self._pending, None)
 
-    def _check_root(self, cp: Checkpoint) -> None:
+    def _check_root(self, cp: Checkpoint, label: str) -> None:
         if merkle.fold_range([(level, node) for level, node, _ in self._edge]) == cp.root:
             self._last_good = cp.size
             return
         self._found.add(
-            f"the signed root at size {cp.size} differs from the root recomputed from the "
+            f"{label} at size {cp.size} differs from the root recomputed from the "
             f"entries: entries from index {self._last_good} on were rewritten and re-hashed",
             self._last_good,
             exact=False,

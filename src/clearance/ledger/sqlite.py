@@ -29,12 +29,24 @@ Invariants (see also :mod:`clearance.ledger.store`):
   tree consistent with the previous checkpoint (RFC 9162 §2.1.4) and refuses with
   :class:`~clearance.errors.TamperError` otherwise; C2SP tlog-checkpoint requires
   that a log never signs two inconsistent checkpoints.
-* Opening reads O(log n) rows: the size, the frontier, and the latest checkpoint,
-  whose signature is verified and to which the stored tree must be consistent.
-  A full recomputation is :func:`clearance.ledger.audit.verify`'s job.
+* Opening proves the file before the tree is trusted (:mod:`.sqlite_trust`): the
+  latest stored checkpoint verifies and the stored tree extends it; the tree extends
+  every anchored checkpoint (:mod:`.anchor`, fail-closed rule 12); no derived
+  column (``type``, ``ref``, ``trace_id``) differs from its leaf; and entries no
+  checkpoint covers are younger than the grace period. All of it reads O(log n)
+  rows except the derived-column pass, one SQL statement over every row. Leaf bytes
+  are proven when read (:meth:`SQLiteLedger.prove`); a full recomputation is
+  :func:`clearance.ledger.audit.verify`'s job.
+* The anchor follows the signed checkpoints off the append path: the ticker writes
+  the newest one when it is newer than the last anchored, and :meth:`close` writes it
+  synchronously, so the anchor lags the database by about one checkpoint interval.
 * One process appends to a ledger file at a time. A second writer cannot corrupt
   it: leaf indices are the primary key, so an append at an index another process
-  already used fails, and the failed store reloads its tree from the file.
+  already used fails, and the failed store reloads its tree from the file, after
+  proving the file's tree extends its own and checking the new rows' derived
+  columns; :attr:`SQLiteLedger.generation` then rises. (Rows appended that way are
+  adopted and later signed: within one checkpoint interval, nothing distinguishes
+  another clearance process from someone else who can write the file.)
 """
 
 from __future__ import annotations
@@ -42,14 +54,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
 from clearance.ledger import merkle
-from clearance.ledger.checkpoint import NoteSigner, parse_checkpoint, sign_checkpoint
+from clearance.ledger.anchor import AnchorKeeper, CheckpointAnchor
+from clearance.ledger.checkpoint import NoteSigner, sign_checkpoint
 from clearance.ledger.groupcommit import GroupCommit
 from clearance.ledger.sqlite_db import (
     MAX_ROWS_PER_INSERT,
@@ -63,7 +76,15 @@ from clearance.ledger.sqlite_db import (
     prepare,
     translate,
 )
-from clearance.ledger.sqlite_reader import LedgerReader, range_hashes
+from clearance.ledger.sqlite_reader import LedgerReader
+from clearance.ledger.sqlite_rows import first_bad_row
+from clearance.ledger.sqlite_trust import (
+    check_anchors,
+    check_extends,
+    check_grace,
+    check_rows,
+    latest_stored_checkpoint,
+)
 from clearance.ledger.store import Checkpoint, Durability, StoredEntry
 
 _SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
@@ -81,6 +102,7 @@ class SQLiteLedger:
         signer: NoteSigner,
         origin: str,
         checkpoint_interval: float,
+        anchor: CheckpointAnchor | None = None,
     ) -> None:
         """Wrap an open, initialised write connection; :meth:`open` is the public constructor."""
         self._path = path
@@ -97,6 +119,9 @@ class SQLiteLedger:
         self._latest: Checkpoint | None = None
         self._last_signed = float("-inf")
         self._group: GroupCommit[Prepared, int] = GroupCommit(self._commit)
+        self._anchor = anchor
+        self._keeper: AnchorKeeper | None = None  # set once the anchor is checked
+        self._generation = 0
         self._stop = threading.Event()
         self._ticker = threading.Thread(
             target=self._tick, name="clearance-checkpoints", daemon=True
@@ -113,17 +138,30 @@ class SQLiteLedger:
         origin: str,
         durability: Durability = "durable",
         checkpoint_interval: float = 0.2,
+        anchor: CheckpointAnchor | None = None,
+        grace: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> SQLiteLedger:
         """Open (creating if needed) the ledger at ``path``.
 
+        ``anchor`` names the files outside the database that hold its newest signed
+        checkpoint (:mod:`.anchor`): the ledger must extend every one of them, and the
+        store keeps them up to date. ``grace`` (seconds, with ``clock`` returning the
+        current POSIX time) refuses a ledger whose first entry not covered by a signed
+        checkpoint is older than that. Checks: :mod:`.sqlite_trust`.
+
         Raises LedgerError when the file cannot be opened or belongs to another log, and
-        TamperError when the latest stored checkpoint does not verify with ``signer``'s
-        key or the stored tree is not consistent with it.
+        TamperError when it does not prove itself: the latest stored checkpoint does not
+        verify with ``signer``'s key, the stored tree does not extend it or an anchored
+        checkpoint, an anchored file is missing, a derived column was edited, or
+        unsigned entries are older than ``grace``.
         """
         if durability not in _SYNCHRONOUS:
             raise InputError(f"durability must be 'durable' or 'relaxed', not {durability!r}")
         if not checkpoint_interval > 0:
             raise InputError("checkpoint_interval must be a positive number of seconds")
+        if grace is not None and not (grace > 0 and clock is not None):
+            raise InputError("grace must be a positive number of seconds, given with a clock")
         path = Path(path)
         with translate(path, "opening the ledger"):
             conn = connect(path, read_only=False)
@@ -135,63 +173,50 @@ class SQLiteLedger:
                 conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
                 initialise(conn, path, origin, signer.vkey())
             store = cls(
-                path, conn, signer=signer, origin=origin, checkpoint_interval=checkpoint_interval
+                path,
+                conn,
+                signer=signer,
+                origin=origin,
+                checkpoint_interval=checkpoint_interval,
+                anchor=anchor,
             )
-            store._load()
+            now = clock() if clock is not None and grace is not None else None
+            try:
+                store._load(grace, now)
+            except BaseException:
+                store._reads.close()  # the row check opened read connections
+                raise
         except BaseException:
             conn.close()
             raise
         store._ticker.start()
         return store
 
-    def _load(self) -> None:
-        """Load the tree and the latest checkpoint, and check they agree (O(log n) reads)."""
-        with translate(self._path, "loading the ledger"):
-            size, frontier = load_tree(self._conn)
-            self._tree = Tree(size, frontier)
-            row = self._conn.execute(
-                "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return
-            size, root, note = int(row[0]), bytes(row[1]), str(row[2])
-            try:
-                cp = parse_checkpoint(note, self._verifier, origin=self._origin)
-            except ProofError as exc:
-                raise TamperError(
-                    f"the latest checkpoint in {self._path} (size {size}) does not verify with "
-                    f"this log's key {self.vkey}: {exc}"
-                ) from exc
-            if cp.size != size or cp.root != root:
-                raise TamperError(f"checkpoint row {size} in {self._path} differs from its note")
-            self._check_extends(cp, self._tree)
-        self._latest = cp
+    def _load(self, grace: float | None, now: float | None) -> None:
+        """Load the tree and prove the file before trusting it (:mod:`.sqlite_trust`)."""
+        conn, path = self._conn, self._path
+        with translate(path, "loading the ledger"):
+            size, frontier = load_tree(conn)
+            tree = Tree(size, frontier)
+            latest = latest_stored_checkpoint(conn, path, self._verifier, self._origin)
+            if latest is not None:
+                self._check_extends(latest, tree)
+            if self._anchor is not None:
+                anchored = check_anchors(
+                    conn, path, tree, latest, self._anchor, self._verifier, self._origin
+                )
+                self._keeper = AnchorKeeper(self._anchor, self._verifier, anchored)
+            check_rows(self._reads, tree.size)
+            if grace is not None and now is not None:
+                check_grace(conn, tree, latest, now, grace)
+        self._tree, self._latest = tree, latest
 
     def _check_extends(self, cp: Checkpoint, tree: Tree) -> None:
         """TamperError unless ``tree`` is a consistent extension of checkpoint ``cp``.
 
         Reads through the write connection, which sees every committed row.
         """
-        if cp.size > tree.size:
-            raise TamperError(
-                f"the ledger at {self._path} holds {tree.size} entries but a checkpoint of "
-                f"size {cp.size} was signed: entries were removed",
-                index=tree.size,
-            )
-        if cp.size == tree.size:
-            if cp.root != tree.root:
-                raise TamperError(
-                    f"the ledger's root at size {cp.size} differs from its signed checkpoint"
-                )
-            return
-        proof = range_hashes(self._conn, merkle.consistency_ranges(cp.size, tree.size))
-        try:
-            merkle.verify_consistency(cp.size, tree.size, cp.root, tree.root, proof)
-        except ProofError as exc:
-            raise TamperError(
-                f"the ledger at size {tree.size} is not consistent with its signed checkpoint "
-                f"at size {cp.size} ({exc}): stored hashes were altered"
-            ) from exc
+        check_extends(self._conn, self._path, cp.size, cp.root, tree, "its signed checkpoint")
 
     # --- properties ----------------------------------------------------------------
 
@@ -214,6 +239,15 @@ class SQLiteLedger:
     def commits(self) -> int:
         """How many group commits (transactions of appended entries) have run."""
         return self._group.batches
+
+    @property
+    def generation(self) -> int:
+        """How many times the store reloaded its tree from the file after a failed commit.
+
+        A reload means another writer (or someone else) may have changed the file:
+        anything derived from earlier reads, such as cached trace facts, is stale.
+        """
+        return self._generation
 
     # --- appending ---------------------------------------------------------------------
 
@@ -266,12 +300,25 @@ class SQLiteLedger:
         return starts
 
     def _reload_after_failure(self) -> None:
-        """Roll back, then reload the tree from disk, or mark the store unusable."""
+        """Roll back, then reload the tree from disk, or mark the store unusable.
+
+        The file's tree must extend the one this store proved (RFC 9162 §2.1.4) and
+        the rows another writer added must have honest derived columns; otherwise
+        the store refuses every later append (TamperError).
+        """
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             size, frontier = load_tree(self._conn)
-            self._tree = Tree(size, frontier)
+            old, new = self._tree, Tree(size, frontier)
+            check_extends(self._conn, self._path, old.size, old.root, new, "the tree it had")
+            first_bad_row(self._conn, old.size, new.size)
+            self._tree = new
+            self._generation += 1
+        except TamperError as exc:
+            self._broken = TamperError(
+                f"ledger refuses further appends: after a failed commit, {exc}", index=exc.index
+            )
         except (sqlite3.Error, Error) as exc:
             self._broken = LedgerError(
                 f"ledger at {self._path} is in an unknown state after a failed commit "
@@ -312,6 +359,8 @@ class SQLiteLedger:
             self._broken = TamperError(f"ledger refuses further appends: {exc}", index=exc.index)
             raise
         self._latest, self._last_signed = cp, now
+        if self._keeper is not None:
+            self._keeper.first(cp)  # a log's first checkpoint is anchored at once
         return cp
 
     def _sign_now(self, covering: int) -> Checkpoint:
@@ -337,6 +386,10 @@ class SQLiteLedger:
                     self._sign_now(tree.size - 1)
                 except Error:
                     continue  # appends report the failure; try again next tick
+            # Anchoring happens here, off the append path: the anchor lags by a tick.
+            keeper, latest = self._keeper, self._latest
+            if keeper is not None and latest is not None and self._broken is None:
+                keeper.advance_quietly(latest)  # a no-op unless the keeper is behind
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest signed checkpoint, if any."""
@@ -404,6 +457,50 @@ class SQLiteLedger:
         self._check_usable()
         return self._reads.trace(trace_id, self._tree.size)
 
+    def prove(self, stored: StoredEntry) -> StoredEntry:
+        """Return ``stored`` once its leaf is proven at its index in the verified tree.
+
+        The tree is the in-memory one: proven at open to extend the anchored and
+        signed checkpoints, then extended only by this store's commits (or by rows
+        proven to extend it after a failed commit). The RFC 9162 §2.1.1 leaf hash of
+        ``stored.leaf`` and a §2.1.3 inclusion proof (one query, O(log n) hashes)
+        must lead to its root; TamperError(index=stored.index) otherwise. The parsed
+        ``stored.entry`` is taken to be what the reader parsed from ``stored.leaf``.
+        """
+        self._check_usable()
+        return self._prove(stored, self._tree)
+
+    def _prove(self, stored: StoredEntry, tree: Tree) -> StoredEntry:
+        index = stored.index
+        if not 0 <= index < tree.size or not isinstance(stored.leaf, bytes):
+            raise TamperError(
+                f"entry {index} is not in this ledger's tree of {tree.size} entries", index=index
+            )
+        proof = self._reads.inclusion_proof(index, tree.size)
+        try:
+            merkle.verify_inclusion(
+                index, tree.size, merkle.leaf_hash(stored.leaf), proof, tree.root
+            )
+        except ProofError as exc:
+            raise TamperError(
+                f"entry {index} as stored in {self._path} is not the entry the verified tree "
+                f"holds at that index ({exc}): the row was altered",
+                index=index,
+            ) from exc
+        return stored
+
+    def last_in_trace(self, trace_id: str, kind: str) -> StoredEntry | None:
+        """The newest committed entry of type ``kind`` in trace ``trace_id``, proven.
+
+        One indexed query (``entries_by_trace_type``, ``ORDER BY idx DESC LIMIT 1``)
+        then :meth:`prove`. TamperError when the row's leaf does not have that type
+        and trace id (an edited derived column) or does not prove.
+        """
+        self._check_usable()
+        tree = self._tree
+        found = self._reads.last_in_trace(trace_id, kind, tree.size)
+        return None if found is None else self._prove(found, tree)
+
     def root(self, size: int | None = None) -> bytes:
         """The RFC 9162 root hash of the first ``size`` leaves (default: all)."""
         self._check_usable()
@@ -430,10 +527,11 @@ class SQLiteLedger:
     # --- closing ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Sign a final checkpoint if entries are not yet covered, then release the file.
+        """Sign a final checkpoint if entries are not yet covered, anchor it, release the file.
 
-        Idempotent. Raises LedgerError if the final checkpoint cannot be written (the
-        file is released all the same; the next open signs it).
+        Idempotent. Raises LedgerError if the final checkpoint cannot be written or
+        anchored (the file is released all the same; the next open signs it, and a
+        missing anchor is refused then).
         """
         if self._closed:
             return
@@ -443,7 +541,9 @@ class SQLiteLedger:
         try:
             tree, latest = self._tree, self._latest
             if self._broken is None and tree.size > (latest.size if latest else 0):
-                self._sign_now(tree.size - 1)
+                latest = self._sign_now(tree.size - 1)
+            if self._keeper is not None and self._broken is None and latest is not None:
+                self._keeper.advance(latest)
         finally:
             with self._group.exclusive(), translate(self._path, "closing the ledger"):
                 self._closed = True

@@ -6,8 +6,17 @@ Tables (schema version 1):
 * ``meta(key, value)`` — ``version``, ``origin`` and the ``vkey`` the log was created with;
 * ``entries(idx, hashes, type, ref, trace_id, leaf)`` — ``leaf`` holds the RFC 8785
   canonical bytes of entry ``idx``; ``ref`` is :func:`~clearance.ledger.store.index_ref`
-  of it (indexed with ``type``), ``trace_id`` is indexed too;
+  of it (indexed with ``type``), ``trace_id`` is indexed with ``type``
+  (``entries_by_trace_type``; files created before it have ``entries_by_trace`` on
+  ``trace_id`` alone, which a writer replaces when it opens them: an index changes no
+  stored byte, so the schema version stays 1);
 * ``checkpoints(size, root, note)`` — every signed C2SP tlog-checkpoint, by tree size.
+
+``type``, ``ref`` and ``trace_id`` are *derived* columns: a function of the leaf
+(:func:`derived_columns`) that no hash covers. They exist only to find rows, so
+nothing may trust them: :func:`first_bad_row` recomputes all of them from the leaves
+(one SQL pass) when a store opens, the auditor does the same, and readers check that
+every row a lookup returns really has the looked-up values.
 
 ``hashes`` stores the RFC 9162 §2.1 tree: the leaf hash of ``idx`` followed by the
 hash of every perfect subtree that leaf ``idx`` completes, level by level. Node
@@ -52,6 +61,15 @@ SCHEMA_VERSION = "1"
 _APPEND_ONLY = ("entries", "checkpoints", "meta")
 HASH = 32
 
+TRACE_TYPE_INDEX = """CREATE INDEX IF NOT EXISTS entries_by_trace_type
+    ON entries (trace_id, type) WHERE trace_id IS NOT NULL"""
+"""The newest entry of one type in a trace (``last_in_trace``) is one seek however
+long the trace: within equal keys the index is ordered by rowid (= ``idx``), so
+``ORDER BY idx DESC LIMIT 1`` reads a single index entry. A whole trace (``trace``)
+is a range of it, sorted by ``idx`` afterwards. It replaced the single-column
+``entries_by_trace`` rather than joining it, so an append still updates two
+indexes; :func:`initialise` migrates older files."""
+
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
         key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
@@ -59,8 +77,7 @@ SCHEMA = (
         idx INTEGER PRIMARY KEY, hashes BLOB NOT NULL, type TEXT NOT NULL,
         ref TEXT, trace_id TEXT, leaf BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS entries_by_ref ON entries (type, ref) WHERE ref IS NOT NULL",
-    """CREATE INDEX IF NOT EXISTS entries_by_trace ON entries (trace_id)
-        WHERE trace_id IS NOT NULL""",
+    TRACE_TYPE_INDEX,
     """CREATE TABLE IF NOT EXISTS checkpoints (
         size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL)""",
     *(
@@ -175,6 +192,13 @@ def entry_problem(value: Any) -> str | None:
     return None
 
 
+def sqlite_type(value: object) -> str:
+    """The SQLite storage class of a value read from a row, for messages."""
+    if value is None:
+        return "NULL"
+    return {bytes: "BLOB", str: "TEXT", int: "INTEGER", float: "REAL"}.get(type(value), "?")
+
+
 ENTRY_COLUMNS = 6
 """Values per row of :data:`entries`, in :func:`insert_entries` order."""
 
@@ -223,7 +247,13 @@ def fetch_nodes(
         marks = ",".join("?" * len(rows))
         sql = f"SELECT idx, hashes FROM entries WHERE idx IN ({marks})"  # noqa: S608
         _FETCH_SQL[len(rows)] = sql
-    blobs = {int(idx): bytes(blob) for idx, blob in conn.execute(sql, rows)}
+    blobs: dict[int, bytes] = {}
+    for idx, blob in conn.execute(sql, rows):
+        if not isinstance(blob, bytes):  # only an edit outside clearance stores another type
+            raise TamperError(
+                f"entry {idx} stores its hashes as {sqlite_type(blob)}, not a BLOB", index=idx
+            )
+        blobs[int(idx)] = blob
     found: dict[tuple[int, int], bytes] = {}
     for level, idx in keys:
         blob = blobs.get(node_row(level, idx))
@@ -357,3 +387,33 @@ def initialise(conn: sqlite3.Connection, path: Path, origin: str, vkey: str) -> 
         )
     if meta.get("origin") != origin:
         raise LedgerError(f"ledger at {path} belongs to log {meta.get('origin')!r}, not {origin!r}")
+    _add_missing_indexes(conn)
+
+
+def _add_missing_indexes(conn: sqlite3.Connection) -> None:
+    """Give a file created before :data:`TRACE_TYPE_INDEX` existed that index instead of
+    ``entries_by_trace``, in one transaction.
+
+    Skipped when the file cannot be written now (read-only, or locked by a writer):
+    every query still works with the old index, only ``last_in_trace`` then reads
+    the trace's rows backwards until it finds the type.
+    """
+    present = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'entries_by_trace_type'"
+    ).fetchone()
+    if present is not None:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(TRACE_TYPE_INDEX)
+            conn.execute("DROP INDEX IF EXISTS entries_by_trace")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary not in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED):
+            raise

@@ -8,22 +8,27 @@ Proofs (RFC 9162 §2.1.3 inclusion, §2.1.4 consistency) and historical roots ar
 planned by :mod:`clearance.ledger.merkle` as leaf ranges, split into aligned perfect
 subtrees, fetched with one query (:func:`~clearance.ledger.sqlite_db.fetch_nodes`)
 and folded. A missing row or hash is a :class:`~clearance.errors.TamperError`, as is
-a stored leaf that is not JSON: the writer never produces either.
+a stored leaf that is not a JSON object stored as a BLOB: the writer never produces
+either. Lookups by a derived column (:meth:`LedgerReader.find`, :meth:`~LedgerReader.trace`,
+:meth:`~LedgerReader.last_in_trace`) check that each row they return really has the
+looked-up values in its leaf, since no hash covers those columns. Reads do not prove
+leaf bytes against the tree; :meth:`SQLiteLedger.prove` does, in O(log n).
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from clearance.errors import LedgerError, TamperError
 from clearance.ledger import merkle
-from clearance.ledger.sqlite_db import connect, fetch_nodes, require_nodes, translate
-from clearance.ledger.store import Checkpoint, StoredEntry
+from clearance.ledger.sqlite_db import connect, fetch_nodes, require_nodes, sqlite_type, translate
+from clearance.ledger.sqlite_rows import parse_stored_leaf
+from clearance.ledger.store import Checkpoint, StoredEntry, index_ref
 
 _CHUNK = 512
 """Rows per query when streaming, so no read transaction stays open across yields."""
@@ -41,13 +46,19 @@ def range_hashes(conn: sqlite3.Connection, ranges: Sequence[merkle.LeafRange]) -
     return out
 
 
-def stored_entry(index: int, leaf: bytes) -> StoredEntry:
-    """Parse a stored leaf; TamperError when it is not JSON."""
-    try:
-        value = json.loads(leaf)
-    except ValueError:
-        raise TamperError(f"entry {index} is not valid JSON", index=index) from None
-    return StoredEntry(index, leaf, value)
+def stored_entry(index: int, leaf: object) -> StoredEntry:
+    """Parse a stored leaf; TamperError (naming ``index``) unless it is a JSON object BLOB."""
+    value = parse_stored_leaf(index, leaf)
+    return StoredEntry(index, cast(bytes, leaf), value)  # parse_stored_leaf checked the type
+
+
+def _mislabelled(found: StoredEntry, what: str) -> TamperError:
+    return TamperError(
+        f"entry {found.index} is indexed as {what} but its leaf says otherwise "
+        f"(type {found.entry.get('type')!r}, trace_id {found.entry.get('trace_id')!r}): "
+        "a derived column was edited",
+        index=found.index,
+    )
 
 
 class LedgerReader:
@@ -84,7 +95,7 @@ class LedgerReader:
             row = conn.execute("SELECT leaf FROM entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise TamperError(f"entry {index} is missing from {self._path}", index=index)
-        return stored_entry(index, bytes(row[0]))
+        return stored_entry(index, row[0])
 
     def scan(self, start: int, stop: int) -> Iterator[StoredEntry]:
         """Entries ``start <= index < stop``, in order, read in chunks; a gap is TamperError."""
@@ -102,7 +113,7 @@ class LedgerReader:
                     raise TamperError(
                         f"entry {expected} is missing from {self._path}", index=expected
                     )
-                yield stored_entry(idx, bytes(leaf))
+                yield stored_entry(idx, leaf)
                 expected += 1
 
     def find(self, kind: str, ref: str, size: int) -> list[StoredEntry]:
@@ -112,7 +123,11 @@ class LedgerReader:
                 "SELECT idx, leaf FROM entries WHERE type = ? AND ref = ? AND idx < ? ORDER BY idx",
                 (kind, ref, size),
             ).fetchall()
-        return [stored_entry(int(idx), bytes(leaf)) for idx, leaf in rows]
+        found = [stored_entry(int(idx), leaf) for idx, leaf in rows]
+        for stored in found:
+            if stored.entry.get("type") != kind or index_ref(stored.entry) != ref:
+                raise _mislabelled(stored, f"{kind} {ref!r}")
+        return found
 
     def trace(self, trace_id: str, size: int) -> list[StoredEntry]:
         """Entries below ``size`` whose ``trace_id`` is ``trace_id``, in order."""
@@ -121,7 +136,30 @@ class LedgerReader:
                 "SELECT idx, leaf FROM entries WHERE trace_id = ? AND idx < ? ORDER BY idx",
                 (trace_id, size),
             ).fetchall()
-        return [stored_entry(int(idx), bytes(leaf)) for idx, leaf in rows]
+        found = [stored_entry(int(idx), leaf) for idx, leaf in rows]
+        for stored in found:
+            if stored.entry.get("trace_id") != trace_id:
+                raise _mislabelled(stored, f"part of trace {trace_id!r}")
+        return found
+
+    def last_in_trace(self, trace_id: str, kind: str, size: int) -> StoredEntry | None:
+        """The newest entry below ``size`` of type ``kind`` in trace ``trace_id``.
+
+        One seek in ``entries_by_trace_type``. The row's leaf must really have that
+        type and trace id (TamperError otherwise); its bytes are not proven here.
+        """
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT idx, leaf FROM entries WHERE trace_id = ? AND type = ? AND idx < ? "
+                "ORDER BY idx DESC LIMIT 1",
+                (trace_id, kind, size),
+            ).fetchone()
+        if row is None:
+            return None
+        stored = stored_entry(int(row[0]), row[1])
+        if stored.entry.get("type") != kind or stored.entry.get("trace_id") != trace_id:
+            raise _mislabelled(stored, f"a {kind} entry of trace {trace_id!r}")
+        return stored
 
     def root(self, size: int) -> bytes:
         """RFC 9162 §2.1.1 root of the first ``size`` leaves."""
@@ -150,7 +188,12 @@ class LedgerReader:
                     (after, _CHUNK),
                 ).fetchall()
             for size, root, note in rows:
-                yield Checkpoint(origin, int(size), bytes(root), str(note))
+                if not isinstance(root, bytes) or not isinstance(note, str):
+                    raise TamperError(
+                        f"checkpoint row {size} stores a {sqlite_type(root)} root and a "
+                        f"{sqlite_type(note)} note, not a BLOB and TEXT"
+                    )
+                yield Checkpoint(origin, int(size), root, note)
             if len(rows) < _CHUNK:
                 return
             after = int(rows[-1][0])

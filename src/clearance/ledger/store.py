@@ -14,6 +14,12 @@ Invariants every implementation keeps:
   two checkpoints that are inconsistent").
 * Every failure is a :class:`~clearance.errors.LedgerError`; no sqlite3 or
   psycopg exception escapes.
+* A store opens only on a log that extends its anchored checkpoints
+  (:mod:`clearance.ledger.anchor`; DESIGN §4 rule 12). Its in-memory tree is the
+  one proven then, extended only by its own commits (or, after a failed commit, by
+  another writer's rows proven to extend it: :attr:`LedgerStore.generation`).
+  Reads return stored bytes; :meth:`LedgerStore.prove` checks them against that
+  tree (RFC 9162 §2.1.3), so a decision never rests on bytes edited after open.
 """
 
 from __future__ import annotations
@@ -98,6 +104,31 @@ class LedgerStore(Protocol):
 
     def trace(self, trace_id: str) -> list[StoredEntry]:
         """Every entry whose ``trace_id`` is ``trace_id``, in index order."""
+        ...
+
+    def prove(self, stored: StoredEntry) -> StoredEntry:
+        """Return ``stored`` once its leaf is proven at its index in the store's verified tree.
+
+        RFC 9162 §2.1.3: the leaf hash of ``stored.leaf`` and an inclusion proof must
+        lead to the in-memory root; TamperError(index=...) otherwise. O(log n).
+        """
+        ...
+
+    def last_in_trace(self, trace_id: str, kind: str) -> StoredEntry | None:
+        """The newest entry of type ``kind`` in trace ``trace_id``, proven (see :meth:`prove`).
+
+        TamperError when the row found does not really have that type and trace id.
+        """
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Rises each time the store reloads its tree from the file after a failed commit.
+
+        A reload is evidence that another writer (or someone else) touched the file:
+        anything a caller derived from earlier reads (a cache of trace facts) is stale
+        once it changes.
+        """
         ...
 
     def root(self, size: int | None = None) -> bytes:

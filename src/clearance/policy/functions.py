@@ -12,49 +12,78 @@ function or as a method: ``lower(args.to)`` and ``args.to.lower()`` are the
 same call.
 
 ========================== ================================================
-``lower(s) -> string``     ``s`` lower-cased (full Unicode case mapping).
-``upper(s) -> string``     ``s`` upper-cased.
+``lower(s) -> string``     ``s`` lower-cased with the full Unicode case
+                           mapping, so look-alikes collapse:
+                           ``lower("\\u212a") == "k"`` (KELVIN SIGN). Do not
+                           compare ``lower()`` results to decide whether two
+                           values are the same; use ``mentions`` or
+                           ``is_subdomain``, which fold ASCII only.
+``upper(s) -> string``     ``s`` upper-cased (full Unicode case mapping:
+                           ``upper("straße") == "STRASSE"``).
 ``urls(text) -> list``     The ``http://`` and ``https://`` URLs in
                            ``text``, in order of first appearance, without
                            duplicates; trailing sentence punctuation and
                            unbalanced closing brackets are not part of a URL.
 ``emails(text) -> list``   The e-mail addresses in ``text`` (as written), in
                            order of first appearance, without duplicates.
-``domains(text) -> list``  Lower-cased domain names found in ``text``: hosts
-                           of URLs, domains of e-mail addresses and bare
-                           names such as ``example.com`` (a dotted name whose
-                           last label has at least two letters). Extraction
-                           is deliberately generous (``notes.txt`` counts):
+``domains(text) -> list``  Domain names found in ``text``, ASCII letters
+                           lower-cased (see below): hosts of URLs, domains
+                           of e-mail addresses and bare names such as
+                           ``example.com`` (a dotted name whose last label
+                           has at least two letters). Extraction is
+                           deliberately generous (``notes.txt`` counts):
                            use it to require that every domain is allowed.
-``domain(s) -> string``    The lower-cased domain of one URL, e-mail address
-                           or bare domain name; ``""`` when ``s`` is none of
-                           these.
+``domain(s) -> string``    The domain of one URL, e-mail address or bare
+                           domain name, ASCII letters lower-cased; ``""``
+                           when ``s`` is none of these.
 ``mentions(text, value)``  Whether ``value`` (string, int or float) is
                            mentioned in ``text``; see below.
 ``is_subdomain(d, p)``     Whether domain ``d`` equals ``p`` or lies below it
                            (``a.example.com`` is below ``example.com``;
-                           ``badexample.com`` is not). Case and a trailing
-                           dot are ignored; an empty ``p`` matches nothing.
+                           ``badexample.com`` is not). ASCII case and a
+                           trailing dot are ignored; an empty ``p`` matches
+                           nothing.
 ========================== ================================================
 
+Look-alikes are different values. Wherever a helper compares or lower-cases
+for comparison (``mentions``, ``is_subdomain``, ``domain``, ``domains``), only
+the ASCII letters ``A``-``Z`` are case-folded (to ``a``-``z``); every other code
+point must match exactly. There is no Unicode case folding, no ``str.lower()``
+and no NFC/NFKC normalization (NFC alone maps KELVIN SIGN U+212A to ``K``). So
+``\\u212araken-ltd`` (KELVIN SIGN), ``\\u017fmith-co`` (LONG S), ``\\ufb01bernet``
+(fi LIGATURE), ``straße`` (not ``strasse``), ``\\u0430cme`` (CYRILLIC SMALL A),
+``\\u03bfracle`` (GREEK SMALL OMICRON) and fullwidth ``\\uff41\\uff43\\uff4d\\uff45``
+never match their ASCII twins, and ``is_subdomain("\\u212araken.com",
+"kraken.com")`` is false. The price: non-ASCII letters compare case-sensitively
+(``É`` is not ``é``), which can only refuse a match, never invent one.
+
 ``mentions(text, value)`` answers "did the human's text name this value?", the
-question grounding rules ask (``mentions(trace.mandate.text, args.to)``). It is
-case-insensitive and whitespace-normalized (runs of whitespace compare as one
-space), and it matches whole tokens only: the match may not continue a word on
-either side, where a word continues through letters, digits and ``_``, and
-through ``.``, ``-``, ``@`` and ``+`` when a letter or digit follows on the far
+question grounding rules ask (``mentions(trace.mandate.text, args.to)``). Both
+sides are normalized the same way: ASCII letters are lower-cased (nothing else,
+see above), runs of white space (``str.isspace``) compare as one space, and
+leading and trailing white space is dropped. It matches whole tokens only: the
+match may not continue a word on either side, where a word continues through
+letters, digits, ``_``, combining marks (Unicode category M) and invisible
+format characters (category Cf, such as ZERO WIDTH JOINER), and through ``.``,
+``-``, ``@`` and ``+`` when one of those word characters follows on the far
 side. So ``ob@x.com`` is not mentioned in ``bob@x.com``, ``bob@x.com`` is not
-mentioned in ``bob@x.com.evil.org``, and ``bob`` is mentioned in ``bob's`` and
-in ``Bob.``. A number matches a number written in the text with the same value:
-``200`` is mentioned in ``$200``, ``200.00`` and ``200.`` but not in ``2000``,
-``200.5``, ``2,000`` or ``200,50``; ``1000`` is mentioned in ``1,000``. A
-negative number must be written with its ``-``. An empty value is mentioned
-nowhere, so an empty argument can never be "grounded".
+mentioned in ``bob@x.com.evil.org``, ``acme`` is not mentioned in
+``acme\\u0301`` (``acmé`` with a combining accent) nor in ``acme\\u200dx``, and
+``bob`` is mentioned in ``bob's`` and in ``Bob.``. A number matches a number
+written in the text with the same value: ``200`` is mentioned in ``$200``,
+``200.00`` and ``200.`` but not in ``2000``, ``200.5``, ``2,000`` or ``200,50``;
+``1000`` is mentioned in ``1,000``. Only ASCII digits make numbers (fullwidth
+``２００`` is not ``200``). A negative number must be written with its ``-``.
+An empty value is mentioned nowhere, so an empty argument can never be
+"grounded". A string value with any non-white-space character is always
+mentioned in itself.
 """
 
 from __future__ import annotations
 
 import re
+import string
+import unicodedata
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -87,6 +116,12 @@ _NUMBER: Final = re.compile(
 _TRAILING: Final = ".,;:!?'\""
 _BRACKETS: Final = {")": "(", "]": "["}
 _CONNECTORS: Final = frozenset(".-@+")
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _ascii_lower(text: str) -> str:
+    """``text`` with A-Z mapped to a-z and every other code point unchanged (same length)."""
+    return text.translate(_ASCII_LOWER)
 
 
 def _require_str(name: str, position: str, value: object) -> str:
@@ -148,15 +183,24 @@ def emails(text: object) -> list[str]:
 
 
 def _url_host(url: str) -> str:
+    """The host of ``url``, ASCII-lower-cased, without a trailing dot; ``""`` if none.
+
+    ``SplitResult.hostname`` is not used: it applies ``str.lower()``, which maps
+    KELVIN SIGN to ``k`` and would let ``\\u212araken.com`` pass as ``kraken.com``.
+    The split below mirrors its parsing (userinfo, IPv6 brackets, port, zone).
+    """
     try:
-        host = urlsplit(url).hostname
+        netloc = urlsplit(url).netloc
     except ValueError:
         return ""
-    return (host or "").rstrip(".").lower()
+    hostinfo = netloc.rpartition("@")[2]
+    _, bracket, bracketed = hostinfo.partition("[")
+    host = bracketed.partition("]")[0] if bracket else hostinfo.partition(":")[0]
+    return _ascii_lower(host.partition("%")[0]).rstrip(".")
 
 
 def domains(text: object) -> list[str]:
-    """Return the lower-cased domains in ``text`` (URL hosts, e-mail domains, bare names)."""
+    """Return the domains in ``text`` (URL hosts, e-mail domains, bare names), ASCII-lowered."""
     source = _require_str("domains", "argument", text)
     found: list[tuple[int, str]] = []
     for match in _URL.finditer(source):
@@ -164,42 +208,50 @@ def domains(text: object) -> list[str]:
         if host:
             found.append((match.start(), host))
     for match in _EMAIL.finditer(source):
-        found.append((match.start(1), match.group(1).lower()))
+        found.append((match.start(1), _ascii_lower(match.group(1))))
     for match in _BARE_DOMAIN.finditer(source):
-        found.append((match.start(1), match.group(1).lower()))
+        found.append((match.start(1), _ascii_lower(match.group(1))))
     found.sort(key=lambda item: item[0])
     return _unique([name for _, name in found])
 
 
 def domain(s: object) -> str:
-    """Return the lower-cased domain of one URL, e-mail address or domain name, else ``""``."""
+    """Return the domain of one URL, e-mail address or domain name (ASCII-lowered), else ``""``."""
     value = _require_str("domain", "argument", s).strip()
     if _SCHEME.match(value):
         return _url_host(value)
     if "@" in value:
         value = value.rsplit("@", 1)[1]
-        return value.rstrip(".").lower() if _WHOLE_DOMAIN.fullmatch(value.rstrip(".")) else ""
+        return _ascii_lower(value.rstrip(".")) if _WHOLE_DOMAIN.fullmatch(value.rstrip(".")) else ""
     host = re.split(r"[/:?#]", value, maxsplit=1)[0].rstrip(".")
     if "." in host and _WHOLE_DOMAIN.fullmatch(host):
-        return host.lower()
+        return _ascii_lower(host)
     return ""
 
 
 def is_subdomain(domain: object, parent: object) -> bool:
-    """True when ``domain`` equals ``parent`` or lies below it (case-insensitive)."""
-    child = _require_str("is_subdomain", "as first argument", domain).strip().rstrip(".").lower()
-    root = _require_str("is_subdomain", "as second argument", parent).strip().rstrip(".").lower()
+    """True when ``domain`` equals ``parent`` or lies below it (ASCII case-insensitive)."""
+    child = _require_str("is_subdomain", "as first argument", domain).strip().rstrip(".")
+    root = _require_str("is_subdomain", "as second argument", parent).strip().rstrip(".")
+    child, root = _ascii_lower(child), _ascii_lower(root)
     if not root or not child:
         return False
     return child == root or child.endswith("." + root)
 
 
 def _normalize(text: str) -> str:
-    return _SPACES.sub(" ", text.casefold()).strip()
+    # ASCII-only folding: casefold(), lower() and NFKC all equate look-alikes
+    # ("\u212a" -> "k", "\ufb01" -> "fi"), which let a tainted trace pay a twin payee.
+    return _SPACES.sub(" ", _ascii_lower(text)).strip()
 
 
 def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    if char.isalnum() or char == "_":
+        return True
+    # A combining mark or an invisible format character glued to a match changes
+    # the word the reader sees ("acme" + U+0301 is "acmé"), so it continues it.
+    category = unicodedata.category(char)
+    return category[0] == "M" or category == "Cf"
 
 
 def _bounded(text: str, start: int, end: int) -> bool:

@@ -15,10 +15,17 @@ per ``interval`` seconds (by the caller's clock) at the ``(name, mtime_ns,
 size)`` of the bundle's files, and reloads only when that signature changed. A
 signature that already failed is not retried until the files change again (or
 :meth:`PolicyHolder.reload` forces it).
+
+Each bundle that becomes active (the first load, and every reload that swaps in
+a new digest) is linted (:func:`clearance.policy.lint.lint_bundle`), and every
+warning is logged on the ``clearance.policy`` logger at WARNING, naming the
+bundle path, the rule id and the code. Linting is advisory: it never refuses a
+bundle, and a failure inside it is logged and ignored.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +33,7 @@ from pathlib import Path
 from clearance.errors import PolicyError
 from clearance.policy.bundle import policy_files
 from clearance.policy.cel_engine import CelPolicyEngine
+from clearance.policy.lint import lint_bundle
 
 __all__ = ["DEFAULT_INTERVAL", "PolicyHolder"]
 
@@ -33,6 +41,19 @@ DEFAULT_INTERVAL: float = 1.0
 """Seconds between two looks at the bundle's files."""
 
 Signature = tuple[tuple[str, int, int], ...]
+
+_log = logging.getLogger("clearance.policy")
+
+
+def _log_lint(path: Path, engine: CelPolicyEngine) -> None:
+    """Log the lint warnings of the bundle ``engine`` runs; never raises."""
+    try:
+        warnings = lint_bundle(engine.bundle)
+    except Exception:  # advisory only: a lint bug must not take the policy away
+        _log.exception("policy bundle %s: lint failed; the bundle is active regardless", path)
+        return
+    for warning in warnings:
+        _log.warning("policy bundle %s: %s", path, warning.render())
 
 
 def _signature(path: Path) -> Signature:
@@ -85,6 +106,7 @@ class PolicyHolder:
         root = Path(path)
         signature = _signature(root)
         engine = loader(root)
+        _log_lint(root, engine)
         return cls(root, engine, signature, interval=interval, loader=loader)
 
     @property
@@ -155,4 +177,5 @@ class PolicyHolder:
         if engine.digest == self._engine.digest:
             return False  # same policy: keep the warm engine
         self._engine = engine
+        _log_lint(self._path, engine)
         return True

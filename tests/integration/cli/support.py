@@ -28,9 +28,13 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], code: int = 2) 
 
 
 def governed_calls(home: Home, intents: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Make governed calls in process; return each call's request id (denied ones too)."""
+    """Make governed calls in process, in one trace with a spend cap; return each call's
+    request id (denied ones too)."""
     ids: list[str] = []
-    with open_gate(home.path, principal=PRINCIPAL, durability="relaxed") as gate:
+    with (
+        open_gate(home.path, principal=PRINCIPAL, durability="relaxed") as gate,
+        gate.trace("CLI test calls", bounds={"spend_cap": 10_000}),
+    ):
         for raw in intents:
             try:
                 with gate.clearance(Intent.from_json(raw)) as cleared:

@@ -62,7 +62,9 @@ def test_check_exit_codes_follow_the_decision(cli: Run, home: Home, tmp_path: Pa
     }
     for name, (intent, code, effect) in cases.items():
         path = write_json(tmp_path / name, intent)
-        result = cli("check", str(path), "--home", str(home.path))
+        result = cli(
+            "check", str(path), "--bounds", '{"spend_cap": 1000}', "--home", str(home.path)
+        )
         assert result.returncode == code, (name, result.stdout, result.stderr)
         decision = json.loads(result.stdout)
         assert decision["effect"] == effect
@@ -106,3 +108,24 @@ def test_check_without_a_home_says_how_to_make_one(cli: Run, tmp_path: Path) -> 
     intent = write_json(tmp_path / "i.json", read_file_intent())
     err = assert_clean_error(cli("check", str(intent)))
     assert "clearance init" in err
+
+
+def test_check_without_a_mandate_grants_no_bounded_action(
+    cli: Run, home: Home, tmp_path: Path
+) -> None:
+    payment = {
+        "principal": PRINCIPAL,
+        "action": "pay_invoice",
+        "args": {"to": "acme-supplies", "amount": 90, "currency": "EUR"},
+    }
+    path = write_json(tmp_path / "pay.json", payment)
+    result = cli("check", str(path), "--home", str(home.path))
+    assert result.returncode == 1, result.stderr
+    rules = [r["rule"] for r in json.loads(result.stdout)["reasons"]]
+    assert rules == ["payments-need-a-spend-cap"]
+    named = write_json(tmp_path / "named.json", {**payment, "trace_id": "t" + "0" * 24})
+    stderr = assert_clean_error(cli("check", str(named), "--home", str(home.path)))
+    assert "remove trace_id" in stderr
+    bad = cli("check", str(path), "--bounds", "[1]", "--home", str(home.path))
+    assert bad.returncode == 2
+    assert "bounds" in bad.stderr

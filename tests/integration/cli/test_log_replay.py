@@ -128,3 +128,43 @@ def test_log_show_vkey_and_empty_log(cli: Run, home: Home) -> None:
     assert "Traceback" not in bad.stderr
     past = cli("log", "show", "--from", "100000", "--home", str(home.path))
     assert "past the end of the log" in assert_clean_error(past)
+
+
+def test_a_deleted_anchor_is_refused_until_an_operator_adopts_the_ledger(
+    cli: Run, home: Home
+) -> None:
+    _calls(home)
+    anchored = home.anchor_dir / "latest"
+    assert anchored.is_file()  # the gate anchored its checkpoints on close
+    assert "anchored checkpoint" in cli("log", "verify", "--home", str(home.path)).stdout
+    anchored.unlink()
+    err = assert_clean_error(cli("log", "verify", "--home", str(home.path)), code=1)
+    assert "anchor missing" in err
+    for command in (("replay", "--all"), ("log", "show"), ("log", "anchor")):
+        err = assert_clean_error(cli(*command, "--home", str(home.path)))
+        assert "anchor missing" in err
+    adopted = cli("log", "anchor", "--adopt", "--home", str(home.path))
+    assert adopted.returncode == 0, adopted.stderr
+    assert "was missing" in adopted.stdout
+    assert anchored.is_file()
+    ok = cli("log", "verify", "--home", str(home.path))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_log_verify_names_a_cleared_trace_id(cli: Run, home: Home) -> None:
+    _calls(home)
+    conn = sqlite3.connect(home.ledger_path)
+    try:
+        conn.execute("DROP TRIGGER entries_no_update")
+        (index,) = conn.execute(
+            "SELECT min(idx) FROM entries WHERE trace_id IS NOT NULL AND type = 'decision'"
+        ).fetchone()
+        conn.execute("UPDATE entries SET trace_id = NULL WHERE idx = ?", (index,))
+        conn.commit()
+    finally:
+        conn.close()
+    err = assert_clean_error(cli("log", "verify", "--home", str(home.path)), code=1)
+    assert f"at index {index}" in err
+    assert "trace_id column" in err
+    err = assert_clean_error(cli("replay", "--all", "--home", str(home.path)))
+    assert f"entry {index}" in err

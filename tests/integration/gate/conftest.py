@@ -63,6 +63,7 @@ def assemble_gate(
     policy: Any = "home",
     replay_path: Path | None = None,
     spool_dir: Path | None = None,
+    principal: str = "agent:ops-bot",
 ) -> Gate:
     """A Gate wired by hand from a home's parts, for tests that replace one part.
 
@@ -74,9 +75,11 @@ def assemble_gate(
     from clearance.local import open_ledger
     from clearance.policy.reload import PolicyHolder
     from clearance.replay import SQLiteReplayGuard
+    from clearance.sealing import SPOOL_PURPOSE, derive_key
     from clearance.spool import Spool
 
     home = Home.load(home_path)
+    spool_key = derive_key(home.read_log_skey(), SPOOL_PURPOSE)
     return Gate(
         policy=PolicyHolder.load(home.policy_dir) if policy == "home" else policy,
         ledger=open_ledger(home),
@@ -84,8 +87,9 @@ def assemble_gate(
         replay_guard=SQLiteReplayGuard.open(replay_path or home.replay_path),
         issuer="test",
         audience="local",
-        spool=Spool(spool_dir) if spool_dir is not None else None,
+        spool=Spool(spool_dir, spool_key) if spool_dir is not None else None,
         clock=clock,
+        principal=principal,
     )
 
 

@@ -31,6 +31,7 @@ from clearance.home import Home, init_home
 from clearance.intent import Intent
 from clearance.local import open_gate
 from clearance.policy.engine import Decision, EvaluationInput, ToolSpec
+from clearance.traces import Trace
 
 from .conftest import FixedClock, assemble_gate, remount
 
@@ -41,9 +42,17 @@ PAYMENT: dict[str, Any] = {
 }
 
 
-def governed_attempt(gate: Gate, intent: Mapping[str, Any], ran: list[str]) -> None:
-    with gate.clearance(intent):
+def governed_attempt(
+    gate: Gate, intent: Mapping[str, Any], ran: list[str], trace: Trace | None = None
+) -> None:
+    """One governed call in a trace whose mandate has a spend cap (a fresh one by default)."""
+    with gate.clearance(intent, trace=trace or capped(gate)):
         ran.append("body")
+
+
+def capped(gate: Gate) -> Trace:
+    """A trace whose mandate allows payments (the example bundle denies them without a cap)."""
+    return gate.open_trace("Pay acme-supplies", bounds={"spend_cap": 10_000})
 
 
 def write_bundle(home: Home, text: str) -> None:
@@ -70,7 +79,10 @@ def test_rule1_no_bundle_denies_everything(home: Home, clock: FixedClock) -> Non
 def test_rule1_bundle_without_rules_denies_everything(home: Home, clock: FixedClock) -> None:
     write_bundle(home, "version: 1\nrules: []\n")
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate, pytest.raises(Denied):
+    with (
+        open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate,
+        pytest.raises(Denied),
+    ):
         governed_attempt(gate, PAYMENT, ran)
     assert ran == []
 
@@ -81,12 +93,12 @@ def test_rule1_bundle_without_rules_denies_everything(home: Home, clock: FixedCl
 def test_rule2_bad_bundle_refuses_to_start(home: Home, clock: FixedClock) -> None:
     write_bundle(home, "version: 1\nrules:\n  - id: x\n    effect: allow\n    when: 'args.('\n")
     with pytest.raises(PolicyError, match="refusing to start"):
-        open_gate(home.path, clock=clock)
+        open_gate(home.path, principal="agent:ops-bot", clock=clock)
 
 
 def test_rule2_bad_reload_keeps_last_good_bundle(home: Home, clock: FixedClock) -> None:
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate:
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
         good = gate.engine.digest
         write_bundle(
             home, "version: 1\nrules:\n  - id: allow-all\n    effect: allow\n    bogus: 1\n"
@@ -113,7 +125,7 @@ def test_rule3_rule_error_denies_and_names_rule(home: Home, clock: FixedClock) -
         "  - id: broken\n    effect: allow\n    when: args.missing_field == 'x'\n",
     )
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate:
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
         with pytest.raises(Denied) as denied:
             governed_attempt(gate, {**PAYMENT, "args": {"amount": 1.0}}, ran)
         reasons = denied.value.decision["reasons"]
@@ -127,12 +139,12 @@ def test_rule3_rule_error_denies_and_names_rule(home: Home, clock: FixedClock) -
 def test_rule4_read_only_ledger_refuses_to_open(tmpfs: Path, clock: FixedClock) -> None:
     """A ledger that cannot be written is never opened for authorizing (nothing can run)."""
     home = init_home(tmpfs / "home", now=clock())
-    with open_gate(home.path, clock=clock) as gate:
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
         gate.authorize({"principal": "agent:ops-bot", "action": "read_file", "args": {"path": "a"}})
     remount(tmpfs, "ro")
     try:
         with pytest.raises(LedgerError, match="read-only"):
-            open_gate(home.path, clock=clock)
+            open_gate(home.path, principal="agent:ops-bot", clock=clock)
     finally:
         remount(tmpfs, "rw")
 
@@ -140,7 +152,8 @@ def test_rule4_read_only_ledger_refuses_to_open(tmpfs: Path, clock: FixedClock) 
 def test_rule4_full_disk_denies_without_grant(tmpfs: Path, clock: FixedClock) -> None:
     home = init_home(tmpfs / "home", now=clock())
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate:
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
+        trace = capped(gate)
         filler = tmpfs / "filler"
         with filler.open("wb") as f:
             try:
@@ -151,7 +164,7 @@ def test_rule4_full_disk_denies_without_grant(tmpfs: Path, clock: FixedClock) ->
         try:
             with pytest.raises(Denied) as denied:
                 for _ in range(50):  # small entries can fit in the last free pages
-                    governed_attempt(gate, PAYMENT, ran)
+                    governed_attempt(gate, PAYMENT, ran, trace)
         finally:
             filler.unlink()
     assert denied.value.reasons == ["ledger-unavailable"]
@@ -164,7 +177,7 @@ def test_rule4_full_disk_denies_without_grant(tmpfs: Path, clock: FixedClock) ->
 def test_rule5_missing_signing_key_denies(home: Home, clock: FixedClock) -> None:
     shutil.rmtree(home.grant_key_dir)
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate:
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
         with pytest.raises(Denied) as denied:
             governed_attempt(gate, PAYMENT, ran)
         (decision,) = decisions(gate)
@@ -178,7 +191,10 @@ def test_rule5_corrupt_signing_key_denies(home: Home, clock: FixedClock) -> None
     for pem in home.grant_key_dir.glob("*.pem"):
         pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate, pytest.raises(Denied) as denied:
+    with (
+        open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate,
+        pytest.raises(Denied) as denied,
+    ):
         governed_attempt(gate, PAYMENT, ran)
     assert ran == []
     assert denied.value.reasons == ["signing-key-unavailable"]
@@ -229,8 +245,8 @@ def attempt_execute(gate: Gate, token: str, intent: Intent, ran: list[str]) -> s
 )
 def test_rule6_grant_rejections(home: Home, clock: FixedClock, case: str) -> None:
     ran: list[str] = []
-    with open_gate(home.path, clock=clock) as gate:
-        auth = gate.authorize(PAYMENT)
+    with open_gate(home.path, principal="agent:ops-bot", clock=clock) as gate:
+        auth = gate.authorize(PAYMENT, trace=capped(gate))
         token, intent = auth.grant, auth.intent
         own_key = signing_key(home)
         header, payload, signature = token.split(".")
@@ -306,7 +322,7 @@ def test_rule7_approval_required_issues_no_grant(gate: Gate) -> None:
         ({**PAYMENT, "action": "pay invoice; rm -rf /"}, "action"),
         ({**PAYMENT, "args": {"blob": "x" * 70_000}}, "args"),
         ({**PAYMENT, "args": ["not", "an", "object"]}, "args"),
-        ({"action": "pay_invoice"}, "principal"),
+        ({**PAYMENT, "principal": "agent ops-bot"}, "principal"),
         ({**PAYMENT, "args": {"n": float("nan")}}, "args"),
     ],
 )
@@ -356,7 +372,7 @@ def test_rule6_an_in_process_grant_cannot_be_presented_again(gate: Gate) -> None
     from clearance.replay import SQLiteReplayGuard
 
     ran: list[str] = []
-    with gate.clearance(PAYMENT) as cleared:
+    with gate.clearance(PAYMENT, trace=capped(gate)) as cleared:
         pass
     assert cleared.claims.aud == gate.in_process_audience != gate.audience
     (decision,) = decisions(gate)

@@ -30,9 +30,16 @@ def pay(to: str, amount: float, **extra: Any) -> dict[str, Any]:
     }
 
 
+CAP = {"spend_cap": 10_000}
+"""Bounds of a trace that allows payments (the example bundle denies them without a cap)."""
+
+
 def test_allowed_call_logs_decision_before_body_and_outcome_after(gate: Gate) -> None:
     seen_during_body: list[dict[str, Any]] = []
-    with gate.clearance(pay("acme-supplies", 120.0)) as cleared:
+    with (
+        gate.trace("Pay acme-supplies", bounds=CAP),
+        gate.clearance(pay("acme-supplies", 120.0)) as cleared,
+    ):
         seen_during_body.extend(entries_of(gate, "decision"))
         assert not entries_of(gate, "execution")
         cleared.record_result({"paid": 120})
@@ -78,7 +85,11 @@ def test_denied_by_argument_condition_names_the_rule(gate: Gate) -> None:
 
 
 def test_error_in_body_is_recorded_and_reraised(gate: Gate) -> None:
-    with pytest.raises(ZeroDivisionError), gate.clearance(pay("acme-supplies", 10.0)):
+    with (
+        pytest.raises(ZeroDivisionError),
+        gate.trace("Pay acme-supplies", bounds=CAP),
+        gate.clearance(pay("acme-supplies", 10.0)),
+    ):
         _ = 1 / 0
     (execution,) = entries_of(gate, "execution")
     assert execution["status"] == "error"
@@ -86,7 +97,7 @@ def test_error_in_body_is_recorded_and_reraised(gate: Gate) -> None:
 
 
 def test_mandate_grounds_payments_after_untrusted_input(gate: Gate) -> None:
-    with gate.trace("Pay the March invoice from initech-llc, EUR 90", opened_by="app"):
+    with gate.trace("Pay the March invoice from initech-llc, EUR 90", bounds=CAP, opened_by="app"):
         with gate.clearance(
             {"principal": "agent:ops-bot", "action": "fetch_document", "args": {"path": "inv.txt"}}
         ):
@@ -116,7 +127,7 @@ def test_spend_cap_uses_trace_totals(gate: Gate) -> None:
     last = entries_of(gate, "decision")[-1]
     assert last["facts"]["totals"] == {"pay_invoice": {"amount": 300.0}}
     assert last["facts"]["count"] == 3
-    assert last["facts"]["actions"] == ["pay_invoice"] * 3
+    assert last["facts"]["actions"] == ["pay_invoice"]  # distinct actions, not history
 
 
 def test_expired_mandate_denies(gate: Gate, clock: FixedClock) -> None:
@@ -128,7 +139,7 @@ def test_expired_mandate_denies(gate: Gate, clock: FixedClock) -> None:
 
 
 def test_intent_cannot_escape_its_trace(gate: Gate) -> None:
-    with gate.trace("narrow"), pytest.raises(ValueError, match="runs inside trace"):
+    with gate.trace("narrow"), pytest.raises(ValueError, match="intent names trace 'tother'"):
         gate.authorize({**pay("acme-supplies", 1.0), "trace_id": "tother"})
 
 
@@ -165,7 +176,11 @@ def test_async_governed_function(gate: Gate) -> None:
 
 
 def test_approval_required_records_pending_approval(gate: Gate) -> None:
-    with pytest.raises(ApprovalRequired) as needed, gate.clearance(pay("acme-supplies", 900.0)):
+    with (
+        pytest.raises(ApprovalRequired) as needed,
+        gate.trace("Pay acme-supplies", bounds=CAP),
+        gate.clearance(pay("acme-supplies", 900.0)),
+    ):
         pytest.fail("needs approval")
     (approval,) = entries_of(gate, "approval")
     assert approval["approval_id"] == needed.value.approval_id
@@ -177,7 +192,10 @@ def test_approval_required_records_pending_approval(gate: Gate) -> None:
 
 def test_sensitive_arguments_are_salted_digests(gate: Gate) -> None:
     iban = "DE89370400440532013000"
-    with gate.clearance(pay("acme-supplies", 20.0, iban=iban)) as cleared:
+    with (
+        gate.trace("Pay acme-supplies", bounds=CAP),
+        gate.clearance(pay("acme-supplies", 20.0, iban=iban)) as cleared,
+    ):
         pass
     (decision,) = entries_of(gate, "decision")
     logged = decision["intent"]["args"]["iban"]
@@ -194,7 +212,7 @@ def test_sensitive_arguments_are_salted_digests(gate: Gate) -> None:
 
 
 def test_replay_matches_every_decision(gate: Gate) -> None:
-    with gate.trace("Pay acme-supplies EUR 50"):
+    with gate.trace("Pay acme-supplies EUR 50", bounds=CAP):
         with gate.clearance(pay("acme-supplies", 50.0)):
             pass
         with pytest.raises(Denied):
@@ -205,8 +223,9 @@ def test_replay_matches_every_decision(gate: Gate) -> None:
 
 
 def test_dry_run_writes_nothing(gate: Gate) -> None:
+    trace = gate.open_trace("Pay acme-supplies", bounds=CAP)
     size = gate.ledger.size()
-    _, decision, facts = gate.evaluate(pay("acme-supplies", 10.0))
+    _, decision, facts = gate.evaluate(pay("acme-supplies", 10.0), trace=trace)
     assert decision.effect == "allow"
     assert facts["count"] == 0
     assert gate.ledger.size() == size
@@ -221,12 +240,18 @@ def test_a_rotation_elsewhere_takes_effect_without_a_restart(
     gate: Gate, home: Any, clock: FixedClock
 ) -> None:
     from clearance.keys import GrantKeyRing
+    from clearance.sealing import JWKS_PURPOSE, derive_key
 
-    before = gate.authorize(pay("acme-supplies", 10.0))
-    other_process = GrantKeyRing.load(home.grant_key_dir)  # e.g. `clearance keys rotate`
+    trace = gate.open_trace("Pay acme-supplies", bounds=CAP)
+    before = gate.authorize(pay("acme-supplies", 10.0), trace=trace)
+    # e.g. `clearance keys rotate`
+    other_process = GrantKeyRing.load(
+        home.grant_key_dir, seal_key=derive_key(home.read_log_skey(), JWKS_PURPOSE)
+    )
+    clock.advance(1)
     new_key = other_process.rotate(clock(), max_grant_lifetime=gate.grant_lifetime)
     clock.advance(2)
-    after = gate.authorize(pay("acme-supplies", 10.0))
+    after = gate.authorize(pay("acme-supplies", 10.0), trace=trace)
     assert kid(before.grant) != new_key.kid
     assert kid(after.grant) == new_key.kid
     # grants signed before the rotation still verify until they expire

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,18 @@ def attacker(path: Path) -> sqlite3.Connection:
     for name in names:
         conn.execute(f'DROP TRIGGER "{name}"')
     return conn
+
+
+def rehash_from(raw: sqlite3.Connection, start: int) -> None:
+    """Recompute every stored hash from ``start`` on, as the store would (an attacker's tool)."""
+    stack: list[tuple[int, bytes]] = []
+    for idx, leaf in raw.execute("SELECT idx, leaf FROM entries ORDER BY idx").fetchall():
+        level, node = 0, hashlib.sha256(b"\x00" + bytes(leaf)).digest()
+        stored = node
+        while stack and stack[-1][0] == level:
+            node = hashlib.sha256(b"\x01" + stack.pop()[1] + node).digest()
+            stored += node
+            level += 1
+        stack.append((level, node))
+        if idx >= start:
+            raw.execute("UPDATE entries SET hashes = ? WHERE idx = ?", (stored, idx))

@@ -158,3 +158,83 @@ def test_wrong_types_raise_clear_type_errors(call: object, message: str) -> None
 def test_wrong_type_inside_cel_is_an_error_not_a_result() -> None:
     with pytest.raises(RuntimeError, match="lower\\(\\) expects a string"):
         run("lower(n) == 'x'", n=5)
+
+
+# Look-alikes (adversarial review item 14): only ASCII A-Z fold; every other code
+# point must match exactly, so a twin of a payee or domain is a different value.
+LOOKALIKES = [
+    pytest.param("\u212araken-ltd", "kraken-ltd", id="kelvin-sign"),
+    pytest.param("\u017fmith-co", "smith-co", id="long-s"),
+    pytest.param("\ufb01bernet", "fibernet", id="fi-ligature"),
+    pytest.param("stra\u00dfe", "strasse", id="sharp-s"),
+    pytest.param("\u0430cme-supplies", "acme-supplies", id="cyrillic-a"),
+    pytest.param("p\u0430ypal", "paypal", id="cyrillic-a-inside"),
+    pytest.param("\u03bfracle", "oracle", id="greek-omicron"),
+    pytest.param("\uff41\uff43\uff4d\uff45", "acme", id="fullwidth"),
+    pytest.param("\uff21\uff23\uff2d\uff25", "acme", id="fullwidth-upper"),
+]
+
+
+@pytest.mark.parametrize(("twin", "ascii"), LOOKALIKES)
+def test_mentions_treats_lookalikes_as_different_values(twin: str, ascii: str) -> None:
+    assert mentions(f"Pay {twin} today", ascii) is False
+    assert mentions(f"Pay {ascii} today", twin) is False
+    assert mentions(f"Pay {twin} today", ascii.upper()) is False
+    assert mentions(f"Pay {twin} today", twin) is True
+
+
+@pytest.mark.parametrize(("twin", "ascii"), LOOKALIKES)
+def test_domain_helpers_treat_lookalikes_as_different_values(twin: str, ascii: str) -> None:
+    host, real = f"{twin}.com", f"{ascii}.com"
+    assert is_subdomain(host, real) is False
+    assert is_subdomain(f"pay.{host}", real) is False
+    assert is_subdomain(real, host) is False
+    assert is_subdomain(host, host) is True
+    for value in (f"bob@{host}", f"https://{host}/invoice", f"https://u@{host}:443/x", host):
+        assert domain(value) == host, value
+        assert domain(value) != real
+    assert domains(f"mail bob@{host} or visit https://{host}/x or {host}") == [host]
+
+
+def test_domain_helpers_fold_only_ascii_letters() -> None:
+    assert domain("bob@\u212aRAKEN.COM") == "\u212araken.com"
+    assert domain("https://P\u0430YPAL.com/login") == "p\u0430ypal.com"
+    assert domains("https://\u212aRAKEN.com/x") == ["\u212araken.com"]
+    assert is_subdomain("Pay.Kraken.COM.", "kraken.com") is True
+    assert is_subdomain("\u212a\u212a.com", "kk.com") is False
+    assert domain("https://[::1]:80/x") == "::1"
+
+
+def test_mentions_still_ignores_ascii_case_and_whitespace() -> None:
+    assert mentions("Pay ACME-Supplies now", "acme-supplies") is True
+    assert mentions("pay acme-supplies", "ACME-SUPPLIES") is True
+    assert mentions("pay ACME\u00a0 \t Supplies", "acme supplies") is True
+    assert mentions("\u00c9COLE", "\u00e9cole") is False  # non-ASCII case is exact
+
+
+def test_mentions_does_not_stop_at_combining_marks_or_invisible_characters() -> None:
+    assert mentions("pay acme\u0301 now", "acme") is False
+    assert mentions("pay acme\u200dx now", "acme") is False
+    assert mentions("pay \u200bacme now", "acme") is False
+    assert mentions("pay acme\u0301 now", "acme\u0301") is True
+
+
+def test_lower_is_a_unicode_mapping_not_a_lookalike_check() -> None:
+    # Documented: lower() collapses look-alikes, which is why mentions() does not use it.
+    assert lower("\u212a") == "k"
+    assert lower("\u212araken") == lower("KRAKEN")
+
+
+@given(st.text())
+def test_every_string_with_a_non_space_character_mentions_itself(value: str) -> None:
+    assert mentions(value, value) is bool(value.strip())
+    # Spaces around it keep it a whole token, whatever its first and last characters.
+    assert mentions(f"pay {value} now", value) is bool(value.strip())
+
+
+@given(st.text(), st.text())
+def test_mentions_never_finds_what_is_not_an_ascii_folded_substring(text: str, value: str) -> None:
+    table = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    needle = " ".join(value.translate(table).split())
+    if needle and needle not in " ".join(text.translate(table).split()):
+        assert mentions(text, value) is False

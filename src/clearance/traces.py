@@ -1,0 +1,190 @@
+"""Where a governed call runs: trace handles, the running request, and per-trace state.
+
+Trace integrity (DESIGN §3, fail-closed rule 11):
+
+* A trace is opened only by trusted code, through :meth:`Gate.trace` or
+  :meth:`Gate.open_trace`, which return a :class:`Trace` handle. The handle is a
+  capability: a Python object the model never sees and cannot name. An intent is
+  decided under a trace only when its handle is active in the running context
+  (``with trace.active():``, or the ``with gate.trace(...)`` block) or passed
+  explicitly (``gate.clearance(intent, trace=handle)``). A trace id written in an
+  intent is only checked against that; it never selects a trace.
+* The running governed call (:class:`RunningRequest`) is the parent of governed
+  calls made inside its body; the caller never names a parent.
+* Context variables follow asyncio tasks (each task starts with a copy of the
+  context it was created in). Threads start with an empty context: hand work to a
+  thread pool with :func:`carry` (or ``trace.bind(fn)``) so it keeps its trace.
+
+Per-trace state (:class:`TraceStates`): decisions in one trace are serialized from
+reading the facts to appending the decision (a per-trace lock), and the state after
+each decision is cached so the next decision needs no ledger read. The cache is
+keyed by the ledger store and checked against the store's ``generation``, which
+changes whenever the store reloaded its tree from the file (another writer), so a
+cached state is only used while this process has seen every append.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Trace:
+    """A trace opened by trusted code with the human's mandate (see the module docstring).
+
+    ``trace_id`` and ``mandate`` are informational; the handle itself is what grants
+    the right to decide under the trace.
+    """
+
+    __slots__ = ("__weakref__", "_owner", "mandate", "trace_id")
+
+    def __init__(self, trace_id: str, mandate: Mapping[str, Any], owner: object) -> None:
+        self.trace_id = trace_id
+        self.mandate = mandate
+        self._owner = owner
+
+    def owned_by(self, owner: object) -> bool:
+        """True when this handle was opened by the gate whose private token is ``owner``."""
+        return self._owner is owner
+
+    @contextmanager
+    def active(self) -> Iterator[Trace]:
+        """Make this trace the active one in the current context for the ``with`` body."""
+        token = _current_trace.set(self)
+        try:
+            yield self
+        finally:
+            _current_trace.reset(token)
+
+    def bind(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """``fn`` wrapped to run with this trace active, wherever it is called (a thread pool)."""
+
+        def run_in_trace(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.active():
+                return fn(*args, **kwargs)
+
+        return run_in_trace
+
+    def __repr__(self) -> str:
+        return f"Trace({self.trace_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRequest:
+    """The governed call whose body is running: the parent of calls made inside it."""
+
+    owner: object
+    trace_id: str
+    request_id: str
+    decision_index: int
+    depth: int
+
+
+_current_trace: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(
+    "clearance_trace", default=None
+)
+_current_request: contextvars.ContextVar[RunningRequest | None] = contextvars.ContextVar(
+    "clearance_request", default=None
+)
+
+
+def active_trace() -> Trace | None:
+    """The trace handle active in the current context, if any."""
+    return _current_trace.get()
+
+
+def running_request() -> RunningRequest | None:
+    """The governed call whose body is running in the current context, if any."""
+    return _current_request.get()
+
+
+def carry(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` bound to a copy of the *current* context: its trace and running request.
+
+    Use it to hand governed work to threads, which start with an empty context::
+
+        pool.submit(carry(pay), invoice)
+
+    Without it, a governed call in the worker thread runs with no trace open and
+    gets the gate's default mandate (or is refused when the gate requires a trace).
+    """
+    context = contextvars.copy_context()
+
+    def run_carried(*args: P.args, **kwargs: P.kwargs) -> R:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run_carried
+
+
+def enter_request(request: RunningRequest) -> contextvars.Token[RunningRequest | None]:
+    """Mark ``request`` as the running governed call; pass the token to :func:`exit_request`."""
+    return _current_request.set(request)
+
+
+def exit_request(token: contextvars.Token[RunningRequest | None]) -> None:
+    """Undo :func:`enter_request`."""
+    _current_request.reset(token)
+
+
+STRIPES: Final[int] = 1024
+"""Per-trace locks are striped: a trace always takes the same one of this many locks."""
+CAPACITY: Final[int] = 8192
+"""Traces whose state is cached per ledger store (least recently used are evicted)."""
+
+
+class TraceStates:
+    """Per-ledger-store trace locks and cached trace states (see the module docstring)."""
+
+    def __init__(self, capacity: int = CAPACITY, stripes: int = STRIPES) -> None:
+        self._locks = tuple(threading.Lock() for _ in range(stripes))
+        self._capacity = capacity
+        self._states: OrderedDict[str, tuple[int, Mapping[str, Any]]] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def lock(self, trace_id: str) -> threading.Lock:
+        """The lock that serializes decisions in ``trace_id``."""
+        return self._locks[hash(trace_id) % len(self._locks)]
+
+    def get(self, trace_id: str, generation: int) -> Mapping[str, Any] | None:
+        """The cached state of ``trace_id`` if it was cached at store ``generation``."""
+        with self._guard:
+            found = self._states.get(trace_id)
+            if found is None or found[0] != generation:
+                return None
+            self._states.move_to_end(trace_id)
+            return found[1]
+
+    def put(self, trace_id: str, generation: int, state: Mapping[str, Any]) -> None:
+        """Cache ``state`` as the state of ``trace_id`` at store ``generation``."""
+        with self._guard:
+            self._states[trace_id] = (generation, state)
+            self._states.move_to_end(trace_id)
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
+
+    def forget(self, trace_id: str) -> None:
+        """Drop the cached state of ``trace_id`` (after a failed append)."""
+        with self._guard:
+            self._states.pop(trace_id, None)
+
+
+_REGISTRY: weakref.WeakKeyDictionary[object, TraceStates] = weakref.WeakKeyDictionary()
+_REGISTRY_GUARD = threading.Lock()
+
+
+def states_for(store: object) -> TraceStates:
+    """The :class:`TraceStates` of ``store``: shared by every gate appending to it."""
+    with _REGISTRY_GUARD:
+        found = _REGISTRY.get(store)
+        if found is None:
+            found = _REGISTRY[store] = TraceStates()
+        return found
