@@ -134,6 +134,12 @@ def _vkey_parts() -> tuple[str, str, bytes]:
     return name, hex_id, base64.b64decode(encoded)
 
 
+def _upper_hex(hex_id: str) -> str:
+    """``hex_id`` with at least one upper-case letter, whatever its digits (never valid)."""
+    upper = hex_id.upper()
+    return upper if upper != hex_id else "A" + hex_id[1:]
+
+
 def _bad_vkeys() -> list[str]:
     name, hex_id, raw = _vkey_parts()
     other = NoteSigner.generate(ORIGIN).key_id.hex()
@@ -141,7 +147,8 @@ def _bad_vkeys() -> list[str]:
         "",
         name,
         f"{name}+{hex_id}",
-        f"{name}+{hex_id.upper()}+{_b64(raw)}",
+        # upper-case hex; a key id without hex letters gets one made upper-case by hand
+        f"{name}+{_upper_hex(hex_id)}+{_b64(raw)}",
         f"{name}+{hex_id[:7]}+{_b64(raw)}",
         f"{name}+{other}+{_b64(raw)}",
         f"other.name+{hex_id}+{_b64(raw)}",
