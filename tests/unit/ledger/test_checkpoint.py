@@ -26,7 +26,8 @@ from clearance.ledger.checkpoint import (
 )
 from clearance.ledger.store import Checkpoint
 
-VECTORS = (Path(__file__).resolve().parents[3] / ".." / "shared" / "vectors").resolve()
+VECTORS = Path(__file__).resolve().parents[2] / "assets" / "vectors"
+"""RFC 9162 proof vectors and C2SP signed-note vectors (sources and licence: README there)."""
 NOTE_VECTORS_FILE = VECTORS / "signed_note_vectors.json"
 
 

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from clearance.errors import ProofError
 from clearance.ledger import merkle
 
-VECTORS = (Path(__file__).resolve().parents[3] / ".." / "shared" / "vectors").resolve()
+VECTORS = Path(__file__).resolve().parents[2] / "assets" / "vectors"
+"""RFC 9162 proof vectors and C2SP signed-note vectors (sources and licence: README there)."""
 INCLUSION = sorted((VECTORS / "inclusion").glob("**/*.json"))
 CONSISTENCY = sorted((VECTORS / "consistency").glob("**/*.json"))
 
@@ -156,7 +157,7 @@ def _flip(value: bytes, byte: int, bit: int) -> bytes:
 
 def test_vectors_folder_is_present() -> None:
     # Without it the parametrized vector tests below would be silently empty.
-    assert VECTORS.is_dir(), f"missing {VECTORS}: clone shared/ beside the repository"
+    assert VECTORS.is_dir(), f"missing {VECTORS}: the repository's test vectors"
     assert len(INCLUSION) >= 90
     assert len(CONSISTENCY) >= 90
 
