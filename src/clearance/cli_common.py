@@ -19,11 +19,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from clearance import strict_json
 from clearance.errors import Error, InputError
 
 MAX_INPUT_FILE = 16 << 20
@@ -84,23 +85,10 @@ def read_text(path: Path | str, what: str, *, limit: int = MAX_INPUT_FILE) -> st
         raise InputError(f"{what} {name}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(text: str, where: str) -> Any:
     """Strict JSON: duplicate keys and NaN/Infinity are rejected; errors say where."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return strict_json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"

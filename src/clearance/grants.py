@@ -57,7 +57,7 @@ from typing import Any, Final, cast
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from clearance import ed25519
+from clearance import ed25519, strict_json
 from clearance.errors import InputError, InvalidGrant, SigningKeyError
 from clearance.intent import Intent
 from clearance.keys import SigningKey, b64url_decode, b64url_encode
@@ -255,26 +255,7 @@ def _decode_payload(data: bytes) -> Any:
     return _STRICT_JSON.decode(data.decode("utf-8"))
 
 
-class _DuplicateMember(ValueError):
-    """A JSON object repeats ``name``; raised by :data:`_STRICT_JSON` at any depth."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"duplicate member name {_short(name)}")
-        self.name = name
-
-
-def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise _DuplicateMember(name)
-            seen.add(name)
-    return result
-
-
-_STRICT_JSON: Final = json.JSONDecoder(object_pairs_hook=_no_duplicate_members)
+_STRICT_JSON: Final = json.JSONDecoder(object_pairs_hook=strict_json.no_duplicate_members)
 """Parses JSON text (a ``str``: the caller decodes UTF-8), refusing repeated member names.
 
 Plain ``json.loads`` keeps the last of repeated members, so ``{"alg": "none",
@@ -296,7 +277,7 @@ def _checked_header_kid(segment: str) -> object:
     """
     try:
         header = _STRICT_JSON.decode(b64url_decode(segment).decode("utf-8"))
-    except _DuplicateMember as exc:
+    except strict_json.DuplicateMember as exc:
         raise InvalidGrant(f"duplicate header member {_short(exc.name)}") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidGrant(f"malformed token header: {exc}") from None

@@ -71,7 +71,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from clearance import sealing
+from clearance import sealing, strict_json
 from clearance.canonical import canonical_json
 from clearance.errors import InputError, SigningKeyError
 
@@ -235,20 +235,6 @@ def _is_time_or_none(value: object) -> bool:
     if value is None:
         return True
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two members of one name would let two JSON parsers read two different rings.
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate member {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _seal_of(seal_key: bytes, document: Mapping[str, Any]) -> str:
@@ -576,9 +562,7 @@ class GrantKeyRing:
                 data = handle.read(_MAX_JWKS_BYTES + 1)
             if len(data) > _MAX_JWKS_BYTES:
                 raise ValueError(f"larger than {_MAX_JWKS_BYTES} bytes")
-            document = json.loads(
-                data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-            )
+            document = strict_json.loads(data)
         except FileNotFoundError:
             raise SigningKeyError(
                 f"no grant key ring in {directory}: create one (clearance keys init)"

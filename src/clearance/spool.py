@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import json
 import logging
 import os
 import re
@@ -60,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from clearance import sealing
+from clearance import sealing, strict_json
 from clearance.canonical import canonical_json
 from clearance.errors import Error, InputError, LedgerError
 
@@ -350,9 +349,7 @@ class Spool:
         if len(data) > self._max:
             raise _Bad(f"larger than {self._max} bytes")
         try:
-            document = json.loads(
-                data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-            )
+            document = strict_json.loads(data)
         except (ValueError, RecursionError) as exc:
             raise _Bad(f"not strict JSON: {exc}") from None
         if not isinstance(document, dict) or set(document) != {"entry", "seal"}:
@@ -401,17 +398,3 @@ class Spool:
         log.warning(
             "quarantined spool file %r: %s (moved to %s)", name, reason, self.quarantine_dir
         )
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # put() never writes a member twice; two would let two parsers read two entries.
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate member {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from clearance import strict_json
 from clearance.canonical import canonical_json
 from clearance.errors import InputError, ProofError
 from clearance.ledger import merkle
@@ -144,28 +145,12 @@ def _decode_hash(value: object, position: int) -> bytes:
     return raw
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key in a JSON object")
-    return dict(pairs)
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _load_receipt(receipt: Mapping[str, Any] | str) -> Mapping[str, Any]:
     if isinstance(receipt, str):
         if len(receipt) > MAX_RECEIPT_SIZE:
             _fail("format", f"the receipt is longer than {MAX_RECEIPT_SIZE} characters")
         try:
-            receipt = json.loads(
-                receipt,
-                object_pairs_hook=_no_duplicate_keys,
-                parse_constant=_reject_constant,
-                parse_int=_json_int,
-            )
+            receipt = strict_json.loads(receipt, parse_int=_json_int)
         except (ValueError, OverflowError, RecursionError) as exc:
             _fail("format", f"the receipt is not valid JSON: {exc}")
     if not isinstance(receipt, Mapping):
