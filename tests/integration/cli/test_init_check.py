@@ -95,7 +95,9 @@ def test_check_rejects_bad_input_with_a_clear_message(cli: Run, home: Home, tmp_
     assert "invalid JSON at line 1" in err
     dup = tmp_path / "dup.json"
     dup.write_text('{"principal": "a", "principal": "b", "action": "x"}', encoding="utf-8")
-    assert "duplicate member" in assert_clean_error(cli("check", str(dup), "--home", str(home.path)))
+    assert "duplicate member" in assert_clean_error(
+        cli("check", str(dup), "--home", str(home.path))
+    )
     missing = cli("check", str(tmp_path / "nope.json"), "--home", str(home.path))
     assert "no such file" in assert_clean_error(missing)
     wrong_type = write_json(tmp_path / "list.json", [read_file_intent()])
