@@ -18,8 +18,9 @@ What is measured:
   warms up, then times ``iterations`` calls ``repeats`` times; p50/p99 are
   the medians over repeats, calls/s is iterations over the wall time of a run.
 * **trace length** — the relaxed governed call at trace lengths 1, 1,000 and
-  10,000 (calls already decided in the same trace): trace facts are a cached
-  fold, so the three should stay within 1.5× of each other.
+  10,000 (calls already decided in the same trace), timed round-robin across
+  three traces: trace facts are a cached fold, so the three should stay within
+  1.5× of each other.
 * **breakdown** — the same pipeline executed phase by phase with the same
   components, each phase timed on its own, to show where a governed call
   spends its time (what remains is the gate's own bookkeeping).
@@ -110,34 +111,31 @@ TRACE_LENGTHS: tuple[int, ...] = (1, 1000, 10_000)
 
 
 def trace_length_benchmark(home: Path, *, samples: int) -> dict[int, float]:
-    """p50 µs of a relaxed governed call at each of :data:`TRACE_LENGTHS` in one trace.
+    """p50 µs of a relaxed governed call at each of :data:`TRACE_LENGTHS`.
 
-    One trace is filled with governed calls; when it holds ``length`` decisions,
-    the next ``samples`` calls are timed (the trace grows as they run).
+    One trace per length is filled with governed calls until it holds ``length - 1``
+    decisions; then calls are timed round-robin across the traces (``samples`` each,
+    every trace growing by one per round), so all lengths see the same machine noise.
     """
     from clearance.local import open_gate
 
-    results: dict[int, float] = {}
-    with (
-        open_gate(home, principal=_PRINCIPAL, durability="relaxed") as gate,
-        gate.trace("Summarize the reports", opened_by="clearance bench"),
-    ):
-        done = 0
-        for length in TRACE_LENGTHS:
-            while done < length - 1:
-                with gate.clearance(_intent(done)):
+    timed: dict[int, list[int]] = {length: [] for length in TRACE_LENGTHS}
+    with open_gate(home, principal=_PRINCIPAL, durability="relaxed") as gate:
+        traces = {
+            length: gate.open_trace("Summarize the reports", opened_by="clearance bench")
+            for length in TRACE_LENGTHS
+        }
+        for length, trace in traces.items():
+            for n in range(length - 1):
+                with gate.clearance(_intent(n), trace=trace):
                     pass
-                done += 1
-            timed: list[int] = []
-            for _ in range(samples):
+        for n in range(samples):
+            for length, trace in traces.items():
                 started = time.perf_counter_ns()
-                with gate.clearance(_intent(done)):
+                with gate.clearance(_intent(n), trace=trace):
                     pass
-                timed.append(time.perf_counter_ns() - started)
-                done += 1
-            timed.sort()
-            results[length] = round(_percentile(timed, 0.50), 1)
-    return results
+                timed[length].append(time.perf_counter_ns() - started)
+    return {length: round(_percentile(sorted(ns), 0.50), 1) for length, ns in timed.items()}
 
 
 class _Phases:
@@ -364,7 +362,7 @@ def collect(*, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
                 results[f"governed_p50_us_{mode}"] / crypto, 2
             )
         progress("governed calls at trace lengths " + ", ".join(map(str, TRACE_LENGTHS)))
-        by_length = trace_length_benchmark(home, samples=100 if quick else 300)
+        by_length = trace_length_benchmark(home, samples=200 if quick else 1000)
         for length, p50 in by_length.items():
             results[f"trace_p50_us_{length}"] = p50
         results["trace_p50_ratio_max"] = round(
