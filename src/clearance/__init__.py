@@ -6,8 +6,29 @@ is implementation and may change. Start with :func:`open_gate` and
 with :func:`keys_from_jwks`; auditors use :func:`verify_receipt`.
 """
 
-from clearance.cleared import Authorization, Cleared
-from clearance.entries import check_redacted
+from clearance._internal.entries import check_redacted
+from clearance._internal.gate.cleared import Authorization, Cleared
+from clearance._internal.gate.core import Gate
+from clearance._internal.gate.traces import Trace, carry
+from clearance._internal.grants.jti_store import ReplayGuard, SQLiteReplayGuard
+from clearance._internal.grants.keys import keys_from_jwks
+from clearance._internal.grants.token import GrantClaims, verify_grant
+from clearance._internal.home import init_home
+from clearance._internal.intent import Intent
+from clearance._internal.ledger.receipts import (
+    VerifiedReceipt,
+    receipt_for_request,
+    verify_receipt,
+    verify_tlog_proof,
+)
+from clearance._internal.policy.engine import (
+    Decision,
+    EvaluationInput,
+    PolicyEngine,
+    Reason,
+    ToolSpec,
+)
+from clearance._internal.wiring import open_gate
 from clearance.errors import (
     ApprovalRequired,
     BindingError,
@@ -23,21 +44,6 @@ from clearance.errors import (
     SigningKeyError,
     TamperError,
 )
-from clearance.gate import Gate
-from clearance.grants import GrantClaims, verify_grant
-from clearance.home import init_home
-from clearance.intent import Intent
-from clearance.keys import keys_from_jwks
-from clearance.ledger.receipts import (
-    VerifiedReceipt,
-    receipt_for_request,
-    verify_receipt,
-    verify_tlog_proof,
-)
-from clearance.local import open_gate
-from clearance.policy.engine import Decision, EvaluationInput, PolicyEngine, Reason, ToolSpec
-from clearance.replay import ReplayGuard, SQLiteReplayGuard
-from clearance.traces import Trace, carry
 
 __all__ = [
     "ApprovalRequired",

@@ -66,7 +66,7 @@ class OutcomeUnrecorded(LedgerError):
     """The governed body RAN, but neither the ledger nor the spool took its outcome.
 
     ``request_id`` names the request. The gate also logs this on the
-    ``clearance.gate`` logger and counts it (``gate.outcomes_unrecorded``), so an
+    ``clearance._internal.gate.core`` logger and counts it (``gate.outcomes_unrecorded``), so an
     operator can reconcile the outcome by hand.
     """
 

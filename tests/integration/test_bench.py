@@ -35,7 +35,7 @@ REQUIRED = (
 def test_bench_quick_json(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CLEARANCE_HOME"}
     result = subprocess.run(
-        [sys.executable, "-m", "clearance.cli", "bench", "--json", "--quick"],
+        [sys.executable, "-m", "clearance", "bench", "--json", "--quick"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

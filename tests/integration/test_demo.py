@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from clearance.decision_replay import DecisionReplayer
-from clearance.home import Home, init_home
-from clearance.ledger.audit import verify
-from clearance.local import open_ledger
+from clearance._internal.decision_replay import DecisionReplayer
+from clearance._internal.home import Home, init_home
+from clearance._internal.ledger.audit import verify
+from clearance._internal.wiring import open_ledger
 
 
 def _demo(home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "CLEARANCE_HOME"}
     return subprocess.run(
-        [sys.executable, "-m", "clearance.cli", "demo", "--home", str(home)],
+        [sys.executable, "-m", "clearance", "demo", "--home", str(home)],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -21,9 +21,9 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from clearance.home import init_home
-from clearance.ledger.receipts import receipt_for_request
-from clearance.local import open_gate
+from clearance._internal.home import init_home
+from clearance._internal.ledger.receipts import receipt_for_request
+from clearance._internal.wiring import open_gate
 
 EM_DASH = "\u2014"
 
@@ -102,7 +102,7 @@ def test_every_receipt_of_a_real_log_verifies_independently(tmp_path: Path) -> N
             for kind in ("decision", "execution"):
                 spec_verify(receipt_for_request(gate.ledger, request_id, kind), vkey)
     # and once through the command line, as a user would get one
-    command = [sys.executable, "-m", "clearance.cli", "receipt", request_ids[-1]]
+    command = [sys.executable, "-m", "clearance", "receipt", request_ids[-1]]
     out = subprocess.run(
         [*command, "--entry", "execution", "--home", str(home.path)],
         capture_output=True,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from clearance._internal.grants.jti_store import REPLAY_LEEWAY, SCHEMA_VERSION, SQLiteReplayGuard
 from clearance.errors import InvalidGrant, LedgerError
-from clearance.replay import REPLAY_LEEWAY, SCHEMA_VERSION, SQLiteReplayGuard
 
 NOW = 1_700_000_000.0
 HOUR = 3600.0
@@ -140,7 +140,7 @@ _RACER = """
 import json, sys, time
 from pathlib import Path
 from clearance.errors import InvalidGrant
-from clearance.replay import SQLiteReplayGuard
+from clearance._internal.grants.jti_store import SQLiteReplayGuard
 
 db, start, name, order = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 guard = SQLiteReplayGuard.open(db, "relaxed")
@@ -201,7 +201,7 @@ def test_processes_race_for_the_same_jtis(tmp_path: Path) -> None:
 _PROBE = """
 import sys
 from clearance.errors import InvalidGrant, LedgerError
-from clearance.replay import SQLiteReplayGuard
+from clearance._internal.grants.jti_store import SQLiteReplayGuard
 try:
     guard = SQLiteReplayGuard.open(sys.argv[1])
 except LedgerError as exc:
@@ -486,7 +486,7 @@ def test_bad_limits_are_refused(db: Path, limits: dict[str, Any]) -> None:
 
 _FAST_PURGER = """
 import sys
-from clearance.replay import SQLiteReplayGuard
+from clearance._internal.grants.jti_store import SQLiteReplayGuard
 guard = SQLiteReplayGuard.open(sys.argv[1])
 print(guard.purge(float(sys.argv[2])))
 guard.close()

@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json, json_digest, sha256_digest
+from clearance._internal.canonical import canonical_json, json_digest, sha256_digest
 from clearance.errors import InputError
 
 SAFE = 2**53 - 1

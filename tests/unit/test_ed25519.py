@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance import ed25519
+from clearance._internal.grants import ed25519
 
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = KEY.public_key()

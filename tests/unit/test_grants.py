@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.api_jws import PyJWS
 
-from clearance import grants
-from clearance.errors import InvalidGrant
-from clearance.grants import (
+from clearance._internal.grants import token as grants
+from clearance._internal.grants.jti_store import SQLiteReplayGuard
+from clearance._internal.grants.keys import GrantKeyRing, SigningKey, b64url_decode, keys_from_jwks
+from clearance._internal.grants.token import (
     CLAIMS,
     DEFAULT_LIFETIME,
     MAX_ISSUE_LIFETIME,
@@ -29,9 +30,8 @@ from clearance.grants import (
     peek_claims,
     verify_grant,
 )
-from clearance.intent import Intent
-from clearance.keys import GrantKeyRing, SigningKey, b64url_decode, keys_from_jwks
-from clearance.replay import SQLiteReplayGuard
+from clearance._internal.intent import Intent
+from clearance.errors import InvalidGrant
 
 T0 = 1_700_000_000
 ISS = "https://gateway.example"

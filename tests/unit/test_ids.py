@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clearance.context import new_id
-from clearance.intent import ID_PATTERN
+from clearance._internal.gate.decide import new_id
+from clearance._internal.intent import ID_PATTERN
 
 NOW = 1_795_869_531.25
 

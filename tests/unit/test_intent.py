@@ -13,8 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.errors import InputError
-from clearance.intent import (
+from clearance._internal.intent import (
     FIELDS,
     MAX_ARGS_BYTES,
     MAX_INPUT_BYTES,
@@ -24,6 +23,7 @@ from clearance.intent import (
     MAX_SAFE_INTEGER,
     Intent,
 )
+from clearance.errors import InputError
 
 VECTORS = Path(__file__).parent.parent / "assets" / "intent_vectors.json"
 
@@ -40,7 +40,7 @@ def _reference_digest(normalized: dict[str, Any]) -> tuple[str, str]:
 
 
 def _reference_normalize(intent: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN §5 normalization, restated independently of clearance.intent."""
+    """DESIGN §5 normalization, restated independently of clearance._internal.intent."""
     normalized = {name: intent.get(name) for name in FIELDS}
     if normalized["args"] is None:
         normalized["args"] = {}

@@ -20,9 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt.api_jws import PyJWS
 
-from clearance import sealing
-from clearance.errors import SigningKeyError
-from clearance.keys import (
+from clearance._internal import sealing
+from clearance._internal.grants.keys import (
     JWKS_FILE,
     ROTATION_LEEWAY,
     SEAL_MEMBER,
@@ -33,6 +32,7 @@ from clearance.keys import (
     keys_from_jwks,
     public_jwk,
 )
+from clearance.errors import SigningKeyError
 
 T0 = 1_700_000_000.0
 
@@ -435,7 +435,7 @@ def test_a_sealed_ring_carries_a_seal_over_its_canonical_json(sealed: GrantKeyRi
 
     document = _document(sealed)
     tag = document.pop(SEAL_MEMBER)
-    # Recomputed independently of clearance.canonical: RFC 8785 bytes, HMAC-SHA256, hex.
+    # Recomputed independently of clearance._internal.canonical: RFC 8785 bytes, HMAC-SHA256, hex.
     expected = hmac.new(SEAL_KEY, rfc8785.dumps(document), hashlib.sha256).hexdigest()
     assert tag == expected
     assert sealed.sealed

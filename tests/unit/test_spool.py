@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from clearance import sealing
-from clearance.canonical import canonical_json
+from clearance._internal import sealing
+from clearance._internal.canonical import canonical_json
+from clearance._internal.gate.spool import DrainReport, Spool, SpoolAction, SpoolVerdict
 from clearance.errors import LedgerError
-from clearance.spool import DrainReport, Spool, SpoolAction, SpoolVerdict
 
 SKEY = "PRIVATE+KEY+clearance.test/home+01020304+AaNeCii32igQJHeWP0BHl10aR4uTO2ArR+8D+/ThKI8W"
 OTHER_SKEY = "PRIVATE+KEY+clearance.test/other+05060708+Ab2pWWyOiS1ydyZzS6i5KuZB7jzVL1g0TzrNiK1g0oM"

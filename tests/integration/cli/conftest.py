@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clearance.home import Home, init_home
+from clearance._internal.home import Home, init_home
 
 from .support import Run
 
@@ -24,7 +24,7 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Run:
-    """Run ``python -m clearance.cli ARGS`` with cwd ``tmp_path`` (or ``cwd=``)."""
+    """Run ``python -m clearance._cli.main ARGS`` with cwd ``tmp_path`` (or ``cwd=``)."""
 
     def run(
         *args: str,
@@ -34,7 +34,7 @@ def cli(tmp_path: Path) -> Run:
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "clearance.cli", *args],
+            [sys.executable, "-m", "clearance", *args],
             cwd=cwd or tmp_path,
             env=_env(env),
             input=stdin,

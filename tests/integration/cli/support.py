@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clearance._internal.home import Home
+from clearance._internal.intent import Intent
+from clearance._internal.wiring import open_gate
 from clearance.errors import Denied
-from clearance.home import Home
-from clearance.intent import Intent
-from clearance.local import open_gate
 
 PRINCIPAL = "agent:ops-bot"
 

@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
-from clearance.home import Home
-from clearance.local import open_ledger
+from clearance._internal.home import Home
+from clearance._internal.wiring import open_ledger
 
 from .support import PRINCIPAL, Run, assert_clean_error, read_file_intent, write_json
 

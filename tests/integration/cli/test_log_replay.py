@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from clearance.home import Home, init_home
+from clearance._internal.home import Home, init_home
 
 from .support import Run, assert_clean_error, governed_calls, read_file_intent
 

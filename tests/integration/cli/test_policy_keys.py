@@ -9,16 +9,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from clearance import entries, sealing
-from clearance.home import Home
-from clearance.keys import JWKS_FILE, SEAL_MEMBER, GrantKeyRing, public_jwk
-from clearance.local import open_ledger
+from clearance._internal import entries, sealing
+from clearance._internal.grants.keys import JWKS_FILE, SEAL_MEMBER, GrantKeyRing, public_jwk
+from clearance._internal.home import Home
+from clearance._internal.wiring import open_ledger
 
 from .support import Run, assert_clean_error, write_json
 
 
 def test_validate_a_good_bundle_prints_its_digest(cli: Run, home: Home) -> None:
-    from clearance.policy.cel_engine import CelPolicyEngine
+    from clearance._internal.policy.cel_engine import CelPolicyEngine
 
     result = cli("policy", "validate", str(home.policy_dir))
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from clearance.home import Home
+from clearance._internal.home import Home
 
 from .support import Run, assert_clean_error
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from clearance.home import Home, init_home
+from clearance._internal.home import Home, init_home
 
 from .support import Run, assert_clean_error, governed_calls, read_file_intent
 
@@ -41,7 +41,7 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], st
     home = init_home(base / "home", now=time.time())
     rid = governed_calls(home, [read_file_intent()])[0]
     result = subprocess.run(
-        [sys.executable, "-m", "clearance.cli", "receipt", rid, "--home", str(home.path)],
+        [sys.executable, "-m", "clearance", "receipt", rid, "--home", str(home.path)],
         capture_output=True,
         text=True,
         timeout=60,

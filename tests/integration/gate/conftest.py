@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from clearance.gate import Gate
-from clearance.home import Home, init_home
-from clearance.local import open_gate
+from clearance._internal.gate.core import Gate
+from clearance._internal.home import Home, init_home
+from clearance._internal.wiring import open_gate
 from tests.integration.conftest import mounted_tmpfs
 
 T0 = 1_795_000_000.0  # a fixed instant in 2026
@@ -71,12 +71,12 @@ def assemble_gate(
     source (``None`` means no bundle). The replay store and the spool may live
     outside the home (e.g. off a tmpfs the test fills or remounts).
     """
-    from clearance.keys import GrantKeyRing
-    from clearance.local import open_ledger
-    from clearance.policy.reload import PolicyHolder
-    from clearance.replay import SQLiteReplayGuard
-    from clearance.sealing import SPOOL_PURPOSE, derive_key
-    from clearance.spool import Spool
+    from clearance._internal.gate.spool import Spool
+    from clearance._internal.grants.jti_store import SQLiteReplayGuard
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.policy.reload import PolicyHolder
+    from clearance._internal.sealing import SPOOL_PURPOSE, derive_key
+    from clearance._internal.wiring import open_ledger
 
     home = Home.load(home_path)
     spool_key = derive_key(home.read_log_skey(), SPOOL_PURPOSE)

@@ -17,6 +17,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from clearance._internal.gate.core import Gate
+from clearance._internal.gate.traces import Trace
+from clearance._internal.grants.token import verify_grant
+from clearance._internal.home import Home, init_home
+from clearance._internal.intent import Intent
+from clearance._internal.policy.engine import Decision, EvaluationInput, ToolSpec
+from clearance._internal.wiring import open_gate
 from clearance.errors import (
     ApprovalRequired,
     Denied,
@@ -25,13 +32,6 @@ from clearance.errors import (
     LedgerError,
     PolicyError,
 )
-from clearance.gate import Gate
-from clearance.grants import verify_grant
-from clearance.home import Home, init_home
-from clearance.intent import Intent
-from clearance.local import open_gate
-from clearance.policy.engine import Decision, EvaluationInput, ToolSpec
-from clearance.traces import Trace
 
 from .conftest import FixedClock, assemble_gate, remount
 
@@ -215,7 +215,7 @@ def reforge(token: str, key: Ed25519PrivateKey, **changes: Any) -> str:
 
 
 def signing_key(home: Home) -> Ed25519PrivateKey:
-    from clearance.keys import GrantKeyRing
+    from clearance._internal.grants.keys import GrantKeyRing
 
     return GrantKeyRing.load(home.grant_key_dir).signing_key().private_key
 
@@ -368,8 +368,8 @@ def test_rule9_unexpected_exception_denies(home: Home, clock: FixedClock) -> Non
 
 def test_rule6_an_in_process_grant_cannot_be_presented_again(gate: Gate) -> None:
     """clearance() grants are addressed to the in-process verifier, which used them once."""
-    from clearance.keys import keys_from_jwks
-    from clearance.replay import SQLiteReplayGuard
+    from clearance._internal.grants.jti_store import SQLiteReplayGuard
+    from clearance._internal.grants.keys import keys_from_jwks
 
     ran: list[str] = []
     with gate.clearance(PAYMENT, trace=capped(gate)) as cleared:

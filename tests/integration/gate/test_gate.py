@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from clearance.canonical import json_digest
-from clearance.entries import check_redacted
+from clearance._internal.canonical import json_digest
+from clearance._internal.entries import check_redacted
+from clearance._internal.gate.core import Gate
+from clearance._internal.intent import Intent
 from clearance.errors import ApprovalRequired, Denied
-from clearance.gate import Gate
-from clearance.intent import Intent
 
 from .conftest import FixedClock
 
@@ -239,8 +239,8 @@ def kid(token: str) -> str:
 def test_a_rotation_elsewhere_takes_effect_without_a_restart(
     gate: Gate, home: Any, clock: FixedClock
 ) -> None:
-    from clearance.keys import GrantKeyRing
-    from clearance.sealing import JWKS_PURPOSE, derive_key
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.sealing import JWKS_PURPOSE, derive_key
 
     trace = gate.open_trace("Pay acme-supplies", bounds=CAP)
     before = gate.authorize(pay("acme-supplies", 10.0), trace=trace)

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from clearance._internal.gate.core import Gate
+from clearance._internal.gate.spool import Spool
+from clearance._internal.home import Home, init_home
+from clearance._internal.sealing import SPOOL_PURPOSE, derive_key
 from clearance.errors import Denied, LedgerError
-from clearance.gate import Gate
-from clearance.home import Home, init_home
-from clearance.sealing import SPOOL_PURPOSE, derive_key
-from clearance.spool import Spool
 
 from .conftest import FixedClock, assemble_gate
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from clearance._internal.gate.core import Gate
+from clearance._internal.gate.traces import carry
+from clearance._internal.home import Home
+from clearance._internal.wiring import open_gate
 from clearance.errors import BindingError, Denied
-from clearance.gate import Gate
-from clearance.home import Home
-from clearance.local import open_gate
-from clearance.traces import carry
 
 from .conftest import FixedClock
 

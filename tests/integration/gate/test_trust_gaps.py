@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from clearance.context import new_id
+from clearance._internal.gate.core import Gate
+from clearance._internal.gate.decide import new_id
+from clearance._internal.grants.keys import JWKS_FILE, SigningKey, jwk_thumbprint, public_jwk
+from clearance._internal.grants.token import GrantClaims, issue_grant, new_jti
+from clearance._internal.home import Home
+from clearance._internal.intent import Intent
+from clearance._internal.wiring import open_gate
 from clearance.errors import Denied, InvalidGrant, LedgerError, OutcomeUnrecorded
-from clearance.gate import Gate
-from clearance.grants import GrantClaims, issue_grant, new_jti
-from clearance.home import Home
-from clearance.intent import Intent
-from clearance.keys import JWKS_FILE, SigningKey, jwk_thumbprint, public_jwk
-from clearance.local import open_gate
 
 from .conftest import FixedClock, assemble_gate
 
@@ -228,7 +228,7 @@ def test_check_writes_nothing_in_the_home(home: Home, clock: FixedClock, tmp_pat
     )
     before = _snapshot(home.path)
     result = subprocess.run(
-        [sys.executable, "-m", "clearance.cli", "check", str(intent), "--home", str(home.path)],
+        [sys.executable, "-m", "clearance", "check", str(intent), "--home", str(home.path)],
         capture_output=True,
         text=True,
         check=False,

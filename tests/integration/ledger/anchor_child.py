@@ -1,7 +1,7 @@
 """Child process for the tamper battery: leave entries no checkpoint covers, then get killed.
 
 Usage: ``python anchor_child.py HOME COUNT AGE``. Opens the home's ledger with its
-anchor, witnesses and grace exactly as :func:`clearance.local.open_ledger` does, but
+anchor, witnesses and grace exactly as :func:`clearance._internal.wiring.open_ledger` does, but
 with an hour-long checkpoint interval, so that after the first append (which a store
 always signs at once) nothing else is signed or anchored. It appends one entry dated
 now, then ``COUNT`` entries dated ``AGE`` seconds ago, prints ``ready`` and sleeps
@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clearance.entries import timestamp
-from clearance.home import Home
-from clearance.ledger.anchor import CheckpointAnchor
-from clearance.ledger.checkpoint import NoteSigner
-from clearance.ledger.sqlite import SQLiteLedger
+from clearance._internal.entries import timestamp
+from clearance._internal.home import Home
+from clearance._internal.ledger.anchor import CheckpointAnchor
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.sqlite import SQLiteLedger
 
 
 def uncovered_entry(i: int, at: float) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from clearance.ledger.checkpoint import NoteSigner
-from clearance.ledger.sqlite import SQLiteLedger
-from clearance.ledger.store import Durability
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.sqlite import SQLiteLedger
+from clearance._internal.ledger.store import Durability
 
 ORIGIN = "ledger.test.example/log"
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json
+from clearance._bench.ledger import bench_verify
+from clearance._internal.canonical import canonical_json
+from clearance._internal.ledger.audit import AuditReport, check_consistency_with, parse_leaf, verify
+from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
-from clearance.ledger.audit import AuditReport, check_consistency_with, parse_leaf, verify
-from clearance.ledger.bench import bench_verify
-from clearance.ledger.checkpoint import NoteSigner
 
 from .support import ORIGIN, attacker, entry, open_ledger
 

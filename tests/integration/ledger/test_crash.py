@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from clearance.ledger.audit import verify
-from clearance.ledger.checkpoint import NoteSigner
-from clearance.ledger.store import Durability
+from clearance._internal.ledger.audit import verify
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.store import Durability
 
 from .crash_child import ORIGIN, crash_entry
 from .support import open_ledger

@@ -15,18 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json
+from clearance._bench.ledger import bench_all, bench_appends, bench_proofs
+from clearance._internal.canonical import canonical_json
+from clearance._internal.ledger import merkle
+from clearance._internal.ledger.audit import verify
+from clearance._internal.ledger.checkpoint import NoteSigner, parse_checkpoint
+from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance.errors import InputError, LedgerError, TamperError
-from clearance.ledger import merkle
-from clearance.ledger.audit import verify
-from clearance.ledger.bench import bench_all, bench_appends, bench_proofs
-from clearance.ledger.checkpoint import NoteSigner, parse_checkpoint
-from clearance.ledger.sqlite import SQLiteLedger
 from tests.integration.conftest import mounted_tmpfs
 
 from .support import ORIGIN, attacker, entry, open_ledger
 
-SRC = Path(__file__).resolve().parents[3] / "src" / "clearance" / "ledger"
+SRC = Path(__file__).resolve().parents[3] / "src" / "clearance" / "_internal" / "ledger"
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json
+from clearance._internal.canonical import canonical_json
+from clearance._internal.ledger.audit import check_consistency_with, verify
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance.errors import TamperError
-from clearance.ledger.audit import check_consistency_with, verify
-from clearance.ledger.checkpoint import NoteSigner
-from clearance.ledger.sqlite import SQLiteLedger
 
 from .support import attacker, entry, open_ledger
 

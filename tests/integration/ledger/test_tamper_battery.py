@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from clearance.cli import main
-from clearance.entries import timestamp
+from clearance._cli.main import main
+from clearance._internal.entries import timestamp
+from clearance._internal.home import SETTINGS_FILE, Home, init_home
+from clearance._internal.ledger.anchor import witness_file_name
+from clearance._internal.wiring import open_ledger
 from clearance.errors import TamperError
-from clearance.home import SETTINGS_FILE, Home, init_home
-from clearance.ledger.anchor import witness_file_name
-from clearance.local import open_ledger
 
 from .support import attacker, rehash_from
 
@@ -177,7 +177,7 @@ def raw(home: Home) -> Iterator[sqlite3.Connection]:
 
 
 def clearance(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``clearance ARGS`` through :func:`clearance.cli.main`; (status, stdout, stderr)."""
+    """Run ``clearance ARGS`` through :func:`clearance._cli.main.main`; (status, stdout, stderr)."""
     try:
         main(list(args))
         code = 0
@@ -630,8 +630,8 @@ def test_close_anchors_the_final_checkpoint_and_never_goes_backwards(home: Home)
     newer = latest.read_text(encoding="utf-8")
     assert newer.split("\n")[1] == str(SIZE + 2)
     # An anchor writer never replaces a bigger checkpoint with a smaller one.
-    from clearance.ledger.anchor import CheckpointAnchor
-    from clearance.ledger.checkpoint import NoteSigner
+    from clearance._internal.ledger.anchor import CheckpointAnchor
+    from clearance._internal.ledger.checkpoint import NoteSigner
 
     verifier = NoteSigner.from_skey(home.read_log_skey()).verifier()
     anchor = CheckpointAnchor.for_home(home.anchor_dir, origin=home.settings.origin)

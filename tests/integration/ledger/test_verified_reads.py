@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from clearance.canonical import canonical_json
+from clearance._internal.canonical import canonical_json
+from clearance._internal.ledger import sqlite_trust
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.sqlite import SQLiteLedger
+from clearance._internal.ledger.store import StoredEntry
 from clearance.errors import InputError, LedgerError, TamperError
-from clearance.ledger import sqlite_trust
-from clearance.ledger.checkpoint import NoteSigner
-from clearance.ledger.sqlite import SQLiteLedger
-from clearance.ledger.store import StoredEntry
 
 from .support import ORIGIN, attacker, entry, open_ledger
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from clearance.errors import InputError, LedgerError, TamperError
-from clearance.ledger.anchor import (
+from clearance._internal.ledger.anchor import (
     AnchorFile,
     CheckpointAnchor,
     stale_problem,
     witness_file_name,
 )
-from clearance.ledger.checkpoint import NoteSigner, sign_checkpoint
-from clearance.ledger.store import Checkpoint
+from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
+from clearance._internal.ledger.store import Checkpoint
+from clearance.errors import InputError, LedgerError, TamperError
 
 ORIGIN = "anchor.test.example/log"
 FISHY_ORIGINS = [

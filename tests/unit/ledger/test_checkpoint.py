@@ -14,9 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.errors import InputError, ProofError, SigningKeyError
-from clearance.ledger import checkpoint as cp
-from clearance.ledger.checkpoint import (
+from clearance._internal.ledger import checkpoint as cp
+from clearance._internal.ledger.checkpoint import (
     NoteSigner,
     NoteVerifier,
     format_checkpoint,
@@ -24,7 +23,8 @@ from clearance.ledger.checkpoint import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from clearance.ledger.store import Checkpoint
+from clearance._internal.ledger.store import Checkpoint
+from clearance.errors import InputError, ProofError, SigningKeyError
 
 VECTORS = Path(__file__).resolve().parents[2] / "assets" / "vectors"
 """RFC 9162 proof vectors and C2SP signed-note vectors (sources and licence: README there)."""

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from clearance._internal.ledger.groupcommit import GroupCommit
 from clearance.errors import LedgerError, TamperError
-from clearance.ledger.groupcommit import GroupCommit
 
 
 class Recorder:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clearance._internal.ledger import merkle
 from clearance.errors import ProofError
-from clearance.ledger import merkle
 
 VECTORS = Path(__file__).resolve().parents[2] / "assets" / "vectors"
 """RFC 9162 proof vectors and C2SP signed-note vectors (sources and licence: README there)."""

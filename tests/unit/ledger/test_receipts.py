@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json
-from clearance.errors import ProofError
-from clearance.ledger import merkle
-from clearance.ledger.checkpoint import NoteSigner, sign_checkpoint
-from clearance.ledger.receipts import (
+from clearance._internal.canonical import canonical_json
+from clearance._internal.ledger import merkle
+from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
+from clearance._internal.ledger.receipts import (
     RECEIPT_FIELDS,
     TLOG_PROOF_HEADER,
     VerifiedReceipt,
@@ -26,7 +25,8 @@ from clearance.ledger.receipts import (
     verify_receipt,
     verify_tlog_proof,
 )
-from clearance.ledger.store import Checkpoint
+from clearance._internal.ledger.store import Checkpoint
+from clearance.errors import ProofError
 
 ORIGIN = "clearance.test/receipts"
 SIGNER = NoteSigner.generate(ORIGIN)

@@ -1,1 +1,1 @@
-"""Tests of clearance.policy."""
+"""Tests of clearance._internal.policy."""

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clearance.policy.cel_engine import CelPolicyEngine
-from clearance.policy.engine import EvaluationInput
+from clearance._internal.policy.cel_engine import CelPolicyEngine
+from clearance._internal.policy.engine import EvaluationInput
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

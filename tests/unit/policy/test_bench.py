@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clearance.policy.bench import benchmark_document, decision_benchmark
-from clearance.policy.bundle import bundle_from_document
+from clearance._bench.policy import benchmark_document, decision_benchmark
+from clearance._internal.policy.bundle import bundle_from_document
 
 
 def test_benchmark_bundle_is_valid_and_realistic() -> None:

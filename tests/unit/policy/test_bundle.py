@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from clearance.canonical import json_digest
+from clearance._internal.canonical import json_digest
+from clearance._internal.policy.bundle import EMPTY_DOCUMENT, bundle_from_document, load_bundle
+from clearance._internal.policy.yaml_loader import MAX_FILE_BYTES
 from clearance.errors import PolicyError
-from clearance.policy.bundle import EMPTY_DOCUMENT, bundle_from_document, load_bundle
-from clearance.policy.yaml_loader import MAX_FILE_BYTES
 
 from .support import write
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.canonical import canonical_json, json_digest
+from clearance._internal.canonical import canonical_json, json_digest
+from clearance._internal.policy import DENY_ALL_DIGEST, CelPolicyEngine, DenyAllEngine
+from clearance._internal.policy.bundle import EMPTY_DOCUMENT
+from clearance._internal.policy.engine import Decision
 from clearance.errors import PolicyError
-from clearance.policy import DENY_ALL_DIGEST, CelPolicyEngine, DenyAllEngine
-from clearance.policy.bundle import EMPTY_DOCUMENT
-from clearance.policy.engine import Decision
 
 from .support import engine_from, request, trace, write
 

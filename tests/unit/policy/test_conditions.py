@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.policy.cel_source import binding_values, cel_literal
-from clearance.policy.conditions import (
+from clearance._internal.policy.cel_source import binding_values, cel_literal
+from clearance._internal.policy.conditions import (
     BUILTINS,
     ConditionError,
     compile_condition,
 )
-from clearance.policy.functions import HELPERS
+from clearance._internal.policy.functions import HELPERS
 
 
 def compile_(source: str, data: dict[str, Any] | None = None) -> Any:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearance.policy.functions import (
+from clearance._internal.policy.functions import (
     HELPERS,
     domain,
     domains,

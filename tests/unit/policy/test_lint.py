@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from clearance.policy.bundle import Bundle, load_bundle
-from clearance.policy.lint import CODES, LintWarning, lint_bundle, totals_reads
-from clearance.policy.reload import PolicyHolder
+from clearance._internal.policy.bundle import Bundle, load_bundle
+from clearance._internal.policy.lint import CODES, LintWarning, lint_bundle, totals_reads
+from clearance._internal.policy.reload import PolicyHolder
 
 from .support import write
 

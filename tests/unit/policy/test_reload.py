@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from clearance._internal.policy.cel_engine import CelPolicyEngine
+from clearance._internal.policy.reload import PolicyHolder
 from clearance.errors import PolicyError
-from clearance.policy.cel_engine import CelPolicyEngine
-from clearance.policy.reload import PolicyHolder
 
 from .support import request, write
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearance.policy.schema import ArgsSchema, SchemaDefinitionError
+from clearance._internal.policy.schema import ArgsSchema, SchemaDefinitionError
 
 TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
 

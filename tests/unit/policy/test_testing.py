@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from clearance._internal.policy.cel_engine import CelPolicyEngine
+from clearance._internal.policy.testing import load_cases, run_cases, summarize
 from clearance.errors import InputError
-from clearance.policy.cel_engine import CelPolicyEngine
-from clearance.policy.testing import load_cases, run_cases, summarize
 
 from .support import write
 

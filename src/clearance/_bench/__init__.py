@@ -1,0 +1,1 @@
+"""``clearance bench``: the benchmarks (private)."""

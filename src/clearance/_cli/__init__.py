@@ -1,0 +1,1 @@
+"""The ``clearance`` command line (private; the commands are the interface)."""

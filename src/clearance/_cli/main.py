@@ -1,0 +1,169 @@
+"""The ``clearance`` command line.
+
+Every command raises :class:`~clearance.errors.Error` for anything that goes
+wrong; :func:`main` is the one place that catches it, prints ``error:`` and
+the error's :meth:`~clearance.errors.Error.diagnostics` on standard error and
+exits with status 2 (1 for a :class:`~clearance._cli.common.CheckFailed`). No
+command prints a traceback for an expected failure.
+
+Exit statuses: 0 success; 1 a check ran and failed (a denial from ``check``,
+a log that does not verify, a receipt that does not verify, a replay
+mismatch, a failing policy test); 2 bad input or a failure to run; 3 the
+decision is ``approval_required`` (``check`` only).
+
+The commands live in small modules: :mod:`clearance._cli.log` (``log``),
+:mod:`clearance._cli.admin` (``policy``, ``keys``) and
+:mod:`clearance._cli.audit` (``check``, ``replay``, ``receipt``, ``verify``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clearance._cli.admin import keys_app, policy_app
+from clearance._cli.audit import register as register_audit
+from clearance._cli.common import CheckFailed, HomeOption, now, out
+from clearance._cli.log import log_app
+from clearance.errors import Error
+
+app = typer.Typer(
+    name="clearance",
+    help=(
+        "Pre-execution authorization for AI agents, with a verifiable audit log.\n\n"
+        "Every action an agent takes is decided by policy, logged in an append-only "
+        "Merkle log (RFC 9162) before it runs, and executed only with a short-lived "
+        "grant bound to the exact intent. Start with `clearance init`, then try "
+        "`clearance demo`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Where to create the home. Defaults to $CLEARANCE_HOME, else ./.clearance.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Create a clearance home: settings, keys, the example policy bundle and the ledger.
+
+    The grant-signing key and the log's checkpoint key are written with mode
+    0600. The example bundle (`policies/agent.yaml`) is a starting point:
+    edit it, then check it with `clearance policy validate`. An existing home
+    is never overwritten.
+    """
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.home import find_home, init_home
+    from clearance._internal.wiring import open_ledger
+
+    target = find_home(directory)
+    home = init_home(target, now=now())
+    with open_ledger(home) as ledger:
+        size = ledger.size()
+    ring = GrantKeyRing.load(home.grant_key_dir)
+    out.print(f"[bold]Created clearance home[/] {home.path}")
+    out.print(f"  settings        {home.path / 'clearance.yaml'}")
+    out.print(f"  grant key       {home.grant_key_dir} (kid {ring.active_kid}, mode 0600)")
+    out.print(f"  log signing key {home.log_skey_path} (mode 0600)")
+    vkey = home.log_vkey_path.read_text(encoding="ascii").strip()
+    out.print(f"  log vkey        {home.log_vkey_path}")
+    out.print(f"                  {vkey}")
+    for policy in sorted(home.policy_dir.glob("*.y*ml")):
+        out.print(f"  policy          {policy}")
+    out.print(f"  ledger          {home.ledger_path} ({size} entries)")
+    out.print(f"  origin          {home.settings.origin}")
+    out.print("Next: `clearance policy validate " + str(home.policy_dir) + "`")
+
+
+register_audit(app)
+
+
+@app.command()
+def demo(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="The demo's own home (created if missing, reused if it exists).",
+            show_default="./.clearance-demo",
+        ),
+    ] = None,
+) -> None:
+    """Run a scripted agent through the real gate, against real local tools.
+
+    The agent writes and reads files in a sandbox, reads an invoice carrying
+    a prompt injection, and tries to pay an attacker; it pays the real
+    supplier into a SQLite payments table. A forged grant and a replayed
+    grant are presented to the executor. Every outcome comes from the policy
+    bundle, the ledger and the grant checks; the run ends with a log audit, a
+    replay of every decision and an offline-verified receipt.
+
+    Re-runnable: an existing demo home is reused and each run opens a new
+    trace, so the log keeps growing and each run proves that the log still
+    extends the checkpoint the previous run saved.
+    """
+    from clearance._demo.run import DEFAULT_DEMO_HOME, run_demo
+
+    summary = run_demo(home if home is not None else Path(DEFAULT_DEMO_HOME), out)
+    if not summary.ok:
+        raise CheckFailed("the demo finished, but a check failed (see above)")
+
+
+@app.command()
+def bench(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Fewer iterations and no 10^6-entry ledger runs (seconds)."),
+    ] = False,
+) -> None:
+    """Measure decision latency, governed-call latency and ledger throughput.
+
+    Runs in process on a temporary home with the SQLite ledger: a decision
+    over 300 rules and 30 tools; the full governed call (decision, durable
+    decision entry, grant, verification, empty body, outcome entry) with an
+    fsync per commit (durable) and OS-buffered (relaxed); a breakdown of where
+    a governed call spends its time; and ledger appends, proofs and audit.
+    Medians of repeated runs are reported.
+    """
+    from clearance._bench.run import run_bench
+
+    run_bench(quick=quick, as_json=as_json, console=out)
+
+
+app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
+app.add_typer(log_app, name="log")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``clearance`` script: run the command, print errors in one place."""
+    try:
+        app(args=argv, prog_name="clearance")
+    except Error as exc:
+        # Plain text on purpose: a diagnostic may quote user input, which rich would
+        # otherwise read as markup or emoji codes.
+        sys.stderr.write(f"error: {exc.diagnostics()}\n")
+        sys.exit(exc.exit_code if isinstance(exc, CheckFailed) else 2)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+__all__ = ["HomeOption", "app", "main"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""``clearance demo``: a scripted agent through the real gate (private)."""

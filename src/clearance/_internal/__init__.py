@@ -1,0 +1,1 @@
+"""clearance's implementation. Private: no compatibility promise; import from ``clearance``."""

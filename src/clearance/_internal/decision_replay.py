@@ -1,0 +1,198 @@
+"""Decision replay: re-evaluate logged decisions under the logged policy and facts.
+
+Invariant: evaluation is deterministic (same input + same bundle digest = same
+decision), so replaying a decision entry under the ``policy`` entry whose digest
+it names, with the trace facts and clock it recorded, must reproduce its effect
+and reasons. A difference means the engine, the bundle or the log changed.
+
+Statuses: ``match``; ``mismatch``; ``unverifiable`` when the policy entry is
+missing or the entry's sensitive arguments were redacted and the difference may
+come from the redaction (the values are not in the log by design).
+
+Entries are read from a file someone else may have written: a decision entry
+whose fields do not have the shapes the gate writes raises
+:class:`~clearance.errors.TamperError` naming its index (never a KeyError or a
+TypeError from deep inside the engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from clearance._internal.entries import parse_timestamp
+from clearance._internal.gate.decide import decide
+from clearance._internal.ledger.store import LedgerStore, StoredEntry
+from clearance._internal.policy.engine import EvaluationInput, PolicyEngine
+from clearance.errors import Error, InputError, TamperError
+
+ReplayStatus = Literal["match", "mismatch", "unverifiable"]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The outcome of replaying one decision entry."""
+
+    request_id: str
+    index: int
+    status: ReplayStatus
+    logged: Mapping[str, Any]
+    replayed: Mapping[str, Any] | None
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form for the CLI."""
+        return {
+            "request_id": self.request_id,
+            "index": self.index,
+            "status": self.status,
+            "logged": dict(self.logged),
+            "replayed": dict(self.replayed) if self.replayed is not None else None,
+            "detail": self.detail,
+        }
+
+
+def _summary(effect: Any, reasons: Any) -> dict[str, Any]:
+    rules = [r.get("rule") if isinstance(r, Mapping) else r for r in reasons or []]
+    return {"effect": effect, "rules": rules}
+
+
+def _logged_request(stored: StoredEntry) -> EvaluationInput:
+    """The evaluation input a decision entry records; TamperError if it is malformed."""
+    entry = stored.entry
+
+    def malformed(what: str) -> TamperError:
+        return TamperError(
+            f"decision entry {stored.index} is malformed: {what}", index=stored.index
+        )
+
+    intent, facts = entry.get("intent"), entry.get("facts")
+    if not isinstance(intent, Mapping):
+        raise malformed("'intent' is not an object")
+    if not isinstance(facts, Mapping):
+        raise malformed("'facts' is not an object")
+    for key in ("principal", "action"):
+        if not isinstance(intent.get(key), str):
+            raise malformed(f"'intent.{key}' is not a string")
+    for key in ("resource", "purpose"):
+        if not isinstance(intent.get(key), str | None):
+            raise malformed(f"'intent.{key}' is not a string or null")
+    for key in ("args", "input"):
+        if not isinstance(intent.get(key), Mapping | None):
+            raise malformed(f"'intent.{key}' is not an object or null")
+    try:
+        now = parse_timestamp(str(entry.get("now")))
+    except InputError as exc:
+        raise malformed(f"'now': {exc}") from None
+    return EvaluationInput(
+        principal=intent["principal"],
+        action=intent["action"],
+        resource=intent.get("resource"),
+        args=intent.get("args") or {},
+        purpose=intent.get("purpose"),
+        input=intent.get("input"),
+        trace=facts,
+        now=now,
+    )
+
+
+class DecisionReplayer:
+    """Replays decision entries of one ledger, caching engines by bundle digest."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self._engines: dict[str, PolicyEngine | None] = {}
+
+    def _engine(self, digest: str) -> PolicyEngine | None:
+        if digest not in self._engines:
+            from clearance._internal.policy import DenyAllEngine
+            from clearance._internal.policy.cel_engine import CelPolicyEngine
+
+            deny_all = DenyAllEngine()
+            found = self._store.find("policy", digest)
+            if found:
+                bundle = found[0].entry.get("bundle")
+                if not isinstance(bundle, Mapping):
+                    raise TamperError(
+                        f"policy entry {found[0].index} holds no bundle object",
+                        index=found[0].index,
+                    )
+                engine: PolicyEngine | None = CelPolicyEngine.from_document(bundle)
+            elif digest == deny_all.digest:
+                engine = deny_all
+            else:
+                engine = None
+            self._engines[digest] = engine
+        return self._engines[digest]
+
+    def replay_entry(self, stored: StoredEntry) -> ReplayResult:
+        """Replay one decision entry; TamperError when its fields are malformed."""
+        entry = stored.entry
+        request = _logged_request(stored)
+        request_id = str(entry.get("request_id"))
+        # An allow the gate overrode (no signing key) keeps the policy's own effect apart.
+        logged = _summary(entry.get("policy_effect", entry.get("effect")), entry.get("reasons"))
+        digest = str(entry.get("policy_digest"))
+        try:
+            engine = self._engine(digest)
+        except Error as exc:
+            return ReplayResult(
+                request_id,
+                stored.index,
+                "unverifiable",
+                logged,
+                None,
+                f"the logged bundle {digest} does not load: {exc}",
+            )
+        if engine is None:
+            return ReplayResult(
+                request_id,
+                stored.index,
+                "unverifiable",
+                logged,
+                None,
+                f"no policy entry for bundle {digest} in the log",
+            )
+        try:
+            decision = decide(engine, request)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise TamperError(
+                f"decision entry {stored.index} cannot be replayed: its logged facts do not "
+                f"have the shapes the gate writes ({exc!r})",
+                index=stored.index,
+            ) from None
+        replayed = _summary(decision.effect, [r.to_json() for r in decision.reasons])
+        if replayed == logged:
+            return ReplayResult(request_id, stored.index, "match", logged, replayed, "")
+        if entry.get("redacted"):
+            return ReplayResult(
+                request_id,
+                stored.index,
+                "unverifiable",
+                logged,
+                replayed,
+                "sensitive arguments are redacted in the log; the difference may come from them",
+            )
+        return ReplayResult(
+            request_id,
+            stored.index,
+            "mismatch",
+            logged,
+            replayed,
+            f"logged {logged['effect']} {logged['rules']}, "
+            f"replayed {replayed['effect']} {replayed['rules']}",
+        )
+
+    def replay_request(self, request_id: str) -> ReplayResult:
+        """Replay the decision logged for ``request_id``; InputError if there is none."""
+        found = self._store.find("decision", request_id)
+        if not found:
+            raise InputError(f"no decision with request id {request_id!r} in the ledger")
+        return self.replay_entry(found[0])
+
+    def replay_all(self) -> Iterator[ReplayResult]:
+        """Replay every decision entry in the log, in order."""
+        for stored in self._store.scan():
+            if stored.entry.get("type") == "decision":
+                yield self.replay_entry(stored)

@@ -1,0 +1,1 @@
+"""The gate: trace binding, authorization, verification, execution, outcome recording."""

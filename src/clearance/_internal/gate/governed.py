@@ -1,0 +1,86 @@
+"""The ``@gate.governed(...)`` decorator for sync and async functions.
+
+Every call of a decorated function becomes ``with gate.clearance(intent)``
+around the original body, so the body runs only after its grant verified, and
+its result digest goes into the execution entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from clearance._internal.intent import Intent
+from clearance.errors import InputError
+
+if TYPE_CHECKING:
+    from clearance._internal.gate.core import Gate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def governed(
+    gate: Gate,
+    action: str | None = None,
+    *,
+    principal: str | None = None,
+    resource: str | Callable[[Mapping[str, Any]], str] | None = None,
+    purpose: str | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a sync or async function so every call is a governed call on ``gate``.
+
+    The intent's ``args`` are the call's bound arguments (defaults applied);
+    ``resource`` may be a template like ``"order/{order_id}"`` or a function
+    of the arguments. ``action`` defaults to the function's name and
+    ``principal`` to the principal the gate is bound to (naming another one is
+    refused by the gate, unless it is a multi-principal service).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(fn)
+        name = action or fn.__name__
+
+        def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Intent:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            call_args = dict(bound.arguments)
+            who = principal or gate.principal
+            if who is None:
+                raise InputError(
+                    f"governed({name!r}) needs a principal: pass principal= or "
+                    "open the gate for one (open_gate(principal=...))"
+                )
+            where = (
+                resource(call_args)
+                if callable(resource)
+                else (resource.format(**call_args) if resource is not None else None)
+            )
+            return Intent.create(
+                principal=who, action=name, resource=where, args=call_args, purpose=purpose
+            )
+
+        if inspect.iscoroutinefunction(fn):
+            async_fn = cast(Callable[..., Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with gate.clearance(build(args, kwargs)) as cleared:
+                    result = await async_fn(*args, **kwargs)
+                    cleared.record_result(result)
+                    return result
+
+            return cast(Callable[P, R], run_async)
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with gate.clearance(build(args, kwargs)) as cleared:
+                result = fn(*args, **kwargs)
+                cleared.record_result(result)
+                return result
+
+        return run
+
+    return decorate

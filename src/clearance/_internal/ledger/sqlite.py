@@ -1,0 +1,566 @@
+"""The embedded ledger: an RFC 9162 Merkle log in one SQLite file (WAL mode).
+
+Durability modes (DESIGN §7; both survive ``kill -9`` of the writing process):
+
+* ``durable`` — ``PRAGMA synchronous = FULL``: every commit fsyncs the write-ahead
+  log before :meth:`SQLiteLedger.append` returns, so an acknowledged entry also
+  survives a power cut or an OS crash.
+* ``relaxed`` — ``PRAGMA synchronous = NORMAL``: a commit reaches the OS page cache
+  before the append returns and the WAL is fsynced only when SQLite checkpoints it.
+  An acknowledged entry survives the process being killed, not a power cut.
+
+Invariants (see also :mod:`clearance._internal.ledger.store`):
+
+* Leaf ``i`` is the RFC 8785 canonical JSON of the ``i``-th appended entry. Each row
+  carries its leaf hash and the perfect-subtree hashes it completes (:mod:`.sqlite_db`),
+  and a group of appends is one INSERT statement (one transaction), so a crash
+  leaves a prefix of the log, never a hole or a leaf without its hashes.
+* Concurrent appends share one transaction and one fsync (:mod:`.groupcommit`). An
+  index is returned only after its transaction committed; when a commit fails,
+  every append in it raises :class:`~clearance.errors.LedgerError` and the
+  in-memory tree (size and right-edge frontier) is reloaded from the database, so
+  the store never hands out an index that was not committed. (When SQLite reports
+  a failed commit whose data did reach the disk, the entries exist but their
+  appends reported failure: the gate then denies, which is the safe direction.)
+* A checkpoint is signed after a commit when the previous one is older than
+  ``checkpoint_interval`` (so at most one per interval under load), by a background
+  ticker when appends stop, on :meth:`~SQLiteLedger.close`, and on demand by
+  :meth:`~SQLiteLedger.checkpoint_covering`. Before signing, the store proves the new
+  tree consistent with the previous checkpoint (RFC 9162 §2.1.4) and refuses with
+  :class:`~clearance.errors.TamperError` otherwise; C2SP tlog-checkpoint requires
+  that a log never signs two inconsistent checkpoints.
+* Opening proves the file before the tree is trusted (:mod:`.sqlite_trust`): the
+  latest stored checkpoint verifies and the stored tree extends it; the tree extends
+  every anchored checkpoint (:mod:`.anchor`, fail-closed rule 12); no derived
+  column (``type``, ``ref``, ``trace_id``) differs from its leaf; and entries no
+  checkpoint covers are younger than the grace period. All of it reads O(log n)
+  rows except the derived-column pass, one SQL statement over every row. Leaf bytes
+  are proven when read (:meth:`SQLiteLedger.prove`); a full recomputation is
+  :func:`clearance._internal.ledger.audit.verify`'s job.
+* The anchor follows the signed checkpoints off the append path: the ticker writes
+  the newest one when it is newer than the last anchored, and :meth:`close` writes it
+  synchronously, so the anchor lags the database by about one checkpoint interval.
+* One process appends to a ledger file at a time. A second writer cannot corrupt
+  it: leaf indices are the primary key, so an append at an index another process
+  already used fails, and the failed store reloads its tree from the file, after
+  proving the file's tree extends its own and checking the new rows' derived
+  columns; :attr:`SQLiteLedger.generation` then rises. (Rows appended that way are
+  adopted and later signed: within one checkpoint interval, nothing distinguishes
+  another clearance process from someone else who can write the file.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from clearance._internal.ledger import merkle
+from clearance._internal.ledger.anchor import AnchorKeeper, CheckpointAnchor
+from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
+from clearance._internal.ledger.groupcommit import GroupCommit
+from clearance._internal.ledger.sqlite_db import (
+    MAX_ROWS_PER_INSERT,
+    Prepared,
+    Tree,
+    connect,
+    extend,
+    initialise,
+    insert_entries,
+    load_tree,
+    prepare,
+    translate,
+)
+from clearance._internal.ledger.sqlite_reader import LedgerReader
+from clearance._internal.ledger.sqlite_rows import first_bad_row
+from clearance._internal.ledger.sqlite_trust import (
+    check_anchors,
+    check_extends,
+    check_grace,
+    check_rows,
+    latest_stored_checkpoint,
+)
+from clearance._internal.ledger.store import Checkpoint, Durability, StoredEntry
+from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
+
+_SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
+_INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)"
+
+
+class SQLiteLedger:
+    """A :class:`~clearance._internal.ledger.store.LedgerStore` in one SQLite file.
+
+    Use :meth:`open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        signer: NoteSigner,
+        origin: str,
+        checkpoint_interval: float,
+        anchor: CheckpointAnchor | None = None,
+    ) -> None:
+        """Wrap an open, initialised write connection; :meth:`open` is the public constructor."""
+        self._path = path
+        self._conn = conn
+        self._signer = signer
+        self._verifier = signer.verifier()
+        self._vkey = self._verifier.vkey()
+        self._origin = origin
+        self._interval = checkpoint_interval
+        self._reads = LedgerReader(path)
+        self._closed = False
+        self._broken: LedgerError | None = None
+        self._tree = Tree(0, ())
+        self._latest: Checkpoint | None = None
+        self._last_signed = float("-inf")
+        self._group: GroupCommit[Prepared, int] = GroupCommit(self._commit)
+        self._anchor = anchor
+        self._keeper: AnchorKeeper | None = None  # set once the anchor is checked
+        self._generation = 0
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(
+            target=self._tick, name="clearance-checkpoints", daemon=True
+        )
+
+    # --- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        signer: NoteSigner,
+        origin: str,
+        durability: Durability = "durable",
+        checkpoint_interval: float = 0.2,
+        anchor: CheckpointAnchor | None = None,
+        grace: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> SQLiteLedger:
+        """Open (creating if needed) the ledger at ``path``.
+
+        ``anchor`` names the files outside the database that hold its newest signed
+        checkpoint (:mod:`.anchor`): the ledger must extend every one of them, and the
+        store keeps them up to date. ``grace`` (seconds, with ``clock`` returning the
+        current POSIX time) refuses a ledger whose first entry not covered by a signed
+        checkpoint is older than that. Checks: :mod:`.sqlite_trust`.
+
+        Raises LedgerError when the file cannot be opened or belongs to another log, and
+        TamperError when it does not prove itself: the latest stored checkpoint does not
+        verify with ``signer``'s key, the stored tree does not extend it or an anchored
+        checkpoint, an anchored file is missing, a derived column was edited, or
+        unsigned entries are older than ``grace``.
+        """
+        if durability not in _SYNCHRONOUS:
+            raise InputError(f"durability must be 'durable' or 'relaxed', not {durability!r}")
+        if not checkpoint_interval > 0:
+            raise InputError("checkpoint_interval must be a positive number of seconds")
+        if grace is not None and not (grace > 0 and clock is not None):
+            raise InputError("grace must be a positive number of seconds, given with a clock")
+        path = Path(path)
+        with translate(path, "opening the ledger"):
+            conn = connect(path, read_only=False)
+        try:
+            with translate(path, "opening the ledger"):
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise LedgerError(f"ledger at {path} cannot use WAL mode (got {mode!r})")
+                conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+                initialise(conn, path, origin, signer.vkey())
+            store = cls(
+                path,
+                conn,
+                signer=signer,
+                origin=origin,
+                checkpoint_interval=checkpoint_interval,
+                anchor=anchor,
+            )
+            now = clock() if clock is not None and grace is not None else None
+            try:
+                store._load(grace, now)
+            except BaseException:
+                store._reads.close()  # the row check opened read connections
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        store._ticker.start()
+        return store
+
+    def _load(self, grace: float | None, now: float | None) -> None:
+        """Load the tree and prove the file before trusting it (:mod:`.sqlite_trust`)."""
+        conn, path = self._conn, self._path
+        with translate(path, "loading the ledger"):
+            size, frontier = load_tree(conn)
+            tree = Tree(size, frontier)
+            latest = latest_stored_checkpoint(conn, path, self._verifier, self._origin)
+            if latest is not None:
+                self._check_extends(latest, tree)
+            if self._anchor is not None:
+                anchored = check_anchors(
+                    conn, path, tree, latest, self._anchor, self._verifier, self._origin
+                )
+                self._keeper = AnchorKeeper(self._anchor, self._verifier, anchored)
+            check_rows(self._reads, tree.size)
+            if grace is not None and now is not None:
+                check_grace(conn, tree, latest, now, grace)
+        self._tree, self._latest = tree, latest
+
+    def _check_extends(self, cp: Checkpoint, tree: Tree) -> None:
+        """TamperError unless ``tree`` is a consistent extension of checkpoint ``cp``.
+
+        Reads through the write connection, which sees every committed row.
+        """
+        check_extends(self._conn, self._path, cp.size, cp.root, tree, "its signed checkpoint")
+
+    # --- properties ----------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        """The log's origin line (C2SP tlog-checkpoint), also its key name."""
+        return self._origin
+
+    @property
+    def vkey(self) -> str:
+        """The C2SP verifier key of the log's checkpoint signer."""
+        return self._vkey
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        return self._path
+
+    @property
+    def commits(self) -> int:
+        """How many group commits (transactions of appended entries) have run."""
+        return self._group.batches
+
+    @property
+    def generation(self) -> int:
+        """How many times the store reloaded its tree from the file after a failed commit.
+
+        A reload means another writer (or someone else) may have changed the file:
+        anything derived from earlier reads, such as cached trace facts, is stale.
+        """
+        return self._generation
+
+    # --- appending ---------------------------------------------------------------------
+
+    def append(self, entry: Mapping[str, Any]) -> int:
+        """Append one entry durably and return its leaf index (see :meth:`append_many`)."""
+        self._check_usable()
+        return self._group.submit(prepare((entry,)))
+
+    def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append several entries in one commit; indices are consecutive.
+
+        InputError for an entry that is not an object with ``type``, ``v`` and ``at``;
+        LedgerError when the commit fails (then none of ``entries`` is acknowledged);
+        TamperError when the stored tree no longer extends the latest checkpoint, after
+        which the store refuses every append (fail closed).
+        """
+        self._check_usable()
+        if not entries:
+            return []
+        start = self._group.submit(prepare(entries))
+        return list(range(start, start + len(entries)))
+
+    def _commit(self, batch: Sequence[Prepared]) -> list[int]:
+        """Commit a group of prepared appends in one transaction (the group's leader runs it)."""
+        self._check_usable()
+        old = self._tree
+        new, flat, starts = extend(old, batch)
+        count = new.size - old.size
+        conn = self._conn
+        try:
+            with translate(self._path, "appending to the ledger"):
+                if count <= MAX_ROWS_PER_INSERT:
+                    insert_entries(conn, flat, 0, count)  # one statement: its own transaction
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    for first in range(0, count, MAX_ROWS_PER_INSERT):
+                        insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
+                    conn.execute("COMMIT")
+        except BaseException:
+            self._reload_after_failure()
+            raise
+        self._tree = new
+        if time.monotonic() - self._last_signed >= self._interval:
+            try:
+                self._sign(new)
+            except TamperError:
+                raise  # fail closed: the log no longer extends what it signed
+            except LedgerError:
+                pass  # the entries are committed; the ticker retries the checkpoint
+        return starts
+
+    def _reload_after_failure(self) -> None:
+        """Roll back, then reload the tree from disk, or mark the store unusable.
+
+        The file's tree must extend the one this store proved (RFC 9162 §2.1.4) and
+        the rows another writer added must have honest derived columns; otherwise
+        the store refuses every later append (TamperError).
+        """
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            size, frontier = load_tree(self._conn)
+            old, new = self._tree, Tree(size, frontier)
+            check_extends(self._conn, self._path, old.size, old.root, new, "the tree it had")
+            first_bad_row(self._conn, old.size, new.size)
+            self._tree = new
+            self._generation += 1
+        except TamperError as exc:
+            self._broken = TamperError(
+                f"ledger refuses further appends: after a failed commit, {exc}", index=exc.index
+            )
+        except (sqlite3.Error, Error) as exc:
+            self._broken = LedgerError(
+                f"ledger at {self._path} is in an unknown state after a failed commit "
+                f"({exc}); close and reopen it"
+            )
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise LedgerError(f"ledger at {self._path} is closed")
+        if self._broken is not None:
+            raise self._broken
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def _sign(self, tree: Tree) -> Checkpoint | None:
+        """Sign and store a checkpoint for ``tree`` after proving it extends the latest one.
+
+        Runs with the commit role held; None for an empty tree. On TamperError (``tree``
+        is not consistent with the latest checkpoint, which C2SP tlog-checkpoint forbids
+        signing) the store also refuses every later append.
+        """
+        latest = self._latest
+        if tree.size == 0:
+            return None
+        if latest is not None and latest.size >= tree.size:
+            return latest
+        now = time.monotonic()
+        try:
+            with translate(self._path, "signing a checkpoint"):
+                if latest is not None:
+                    self._check_extends(latest, tree)
+                try:
+                    cp = sign_checkpoint(self._signer, self._origin, tree.size, tree.root)
+                except Error as exc:
+                    raise LedgerError(f"cannot sign a checkpoint for {self._path}: {exc}") from exc
+                self._conn.execute(_INSERT_CHECKPOINT, (cp.size, cp.root, cp.note))
+        except TamperError as exc:
+            self._broken = TamperError(f"ledger refuses further appends: {exc}", index=exc.index)
+            raise
+        self._latest, self._last_signed = cp, now
+        if self._keeper is not None:
+            self._keeper.first(cp)  # a log's first checkpoint is anchored at once
+        return cp
+
+    def _sign_now(self, covering: int) -> Checkpoint:
+        """Sign a checkpoint of the current tree unless one already covers ``covering``."""
+        with self._group.exclusive():
+            self._check_usable()
+            latest = self._latest
+            if latest is not None and latest.size > covering:
+                return latest
+            tree = self._tree
+            cp = self._sign(tree)
+            if cp is None or cp.size <= covering:
+                raise LedgerError(f"no entry {covering} in a ledger of {tree.size} entries")
+            return cp
+
+    def _tick(self) -> None:
+        """Background: sign a checkpoint when appends have stopped short of one."""
+        while not self._stop.wait(self._interval):
+            tree, latest = self._tree, self._latest
+            pending = tree.size > (latest.size if latest is not None else 0)
+            if pending and time.monotonic() - self._last_signed >= self._interval:
+                try:
+                    self._sign_now(tree.size - 1)
+                except Error:
+                    continue  # appends report the failure; try again next tick
+            # Anchoring happens here, off the append path: the anchor lags by a tick.
+            keeper, latest = self._keeper, self._latest
+            if keeper is not None and latest is not None and self._broken is None:
+                keeper.advance_quietly(latest)  # a no-op unless the keeper is behind
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest signed checkpoint, if any."""
+        return self._latest
+
+    def checkpoint_covering(self, index: int, timeout: float = 2.0) -> Checkpoint:
+        """A signed checkpoint whose size exceeds ``index``, waiting up to ``timeout`` seconds.
+
+        Signs one for the current tree at once when ``index`` is committed but not yet
+        covered; waits for ``index`` to be committed otherwise.
+        """
+        self._check_usable()
+        if index < 0:
+            raise LedgerError(f"leaf index must be non-negative, got {index}")
+        latest = self._latest
+        if latest is not None and latest.size > index:
+            return latest
+        if not self._group.wait_until(lambda: self._tree.size > index, timeout):
+            raise LedgerError(
+                f"entry {index} was not committed within {timeout}s "
+                f"(the ledger has {self._tree.size} entries)"
+            )
+        return self._sign_now(index)
+
+    def checkpoints(self) -> Iterator[Checkpoint]:
+        """Every stored checkpoint, oldest first (as stored; :mod:`.audit` verifies them)."""
+        self._check_usable()
+        return self._reads.checkpoints(self._origin)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """The number of committed entries."""
+        return self._tree.size
+
+    def _check_size(self, size: int) -> None:
+        self._check_usable()
+        current = self._tree.size
+        if not 0 <= size <= current:
+            raise LedgerError(f"no tree of size {size}: the ledger has {current} entries")
+
+    def get(self, index: int) -> StoredEntry:
+        """The entry at ``index``; LedgerError when out of range."""
+        self._check_usable()
+        size = self._tree.size
+        if not 0 <= index < size:
+            raise LedgerError(f"no entry {index}: the ledger has {size} entries")
+        return self._reads.entry(index)
+
+    def scan(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEntry]:
+        """Entries with ``start <= index < stop`` in index order (read in chunks)."""
+        self._check_usable()
+        if start < 0:
+            raise LedgerError(f"scan start must be non-negative, got {start}")
+        size = self._tree.size
+        return self._reads.scan(start, size if stop is None else min(stop, size))
+
+    def find(self, kind: str, ref: str) -> list[StoredEntry]:
+        """Entries of ``type == kind`` whose :func:`index_ref` is ``ref``, in index order."""
+        self._check_usable()
+        return self._reads.find(kind, ref, self._tree.size)
+
+    def trace(self, trace_id: str) -> list[StoredEntry]:
+        """Every entry whose ``trace_id`` is ``trace_id``, in index order."""
+        self._check_usable()
+        return self._reads.trace(trace_id, self._tree.size)
+
+    def prove(self, stored: StoredEntry) -> StoredEntry:
+        """Return ``stored`` once its leaf is proven at its index in the verified tree.
+
+        The tree is the in-memory one: proven at open to extend the anchored and
+        signed checkpoints, then extended only by this store's commits (or by rows
+        proven to extend it after a failed commit). The RFC 9162 §2.1.1 leaf hash of
+        ``stored.leaf`` and a §2.1.3 inclusion proof (one query, O(log n) hashes)
+        must lead to its root; TamperError(index=stored.index) otherwise. The parsed
+        ``stored.entry`` is taken to be what the reader parsed from ``stored.leaf``.
+        """
+        self._check_usable()
+        return self._prove(stored, self._tree)
+
+    def _prove(self, stored: StoredEntry, tree: Tree) -> StoredEntry:
+        index = stored.index
+        if not 0 <= index < tree.size or not isinstance(stored.leaf, bytes):
+            raise TamperError(
+                f"entry {index} is not in this ledger's tree of {tree.size} entries", index=index
+            )
+        proof = self._reads.inclusion_proof(index, tree.size)
+        try:
+            merkle.verify_inclusion(
+                index, tree.size, merkle.leaf_hash(stored.leaf), proof, tree.root
+            )
+        except ProofError as exc:
+            raise TamperError(
+                f"entry {index} as stored in {self._path} is not the entry the verified tree "
+                f"holds at that index ({exc}): the row was altered",
+                index=index,
+            ) from exc
+        return stored
+
+    def last_in_trace(self, trace_id: str, kind: str) -> StoredEntry | None:
+        """The newest committed entry of type ``kind`` in trace ``trace_id``, proven.
+
+        One indexed query (``entries_by_trace_type``, ``ORDER BY idx DESC LIMIT 1``)
+        then :meth:`prove`. TamperError when the row's leaf does not have that type
+        and trace id (an edited derived column) or does not prove.
+        """
+        self._check_usable()
+        tree = self._tree
+        found = self._reads.last_in_trace(trace_id, kind, tree.size)
+        return None if found is None else self._prove(found, tree)
+
+    def root(self, size: int | None = None) -> bytes:
+        """The RFC 9162 root hash of the first ``size`` leaves (default: all)."""
+        self._check_usable()
+        tree = self._tree
+        if size is None or size == tree.size:
+            return tree.root
+        self._check_size(size)
+        return self._reads.root(size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3 inclusion proof of leaf ``index`` in the tree of ``size``."""
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise LedgerError(f"leaf index {index} is outside a tree of size {size}")
+        return self._reads.inclusion_proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 §2.1.4 consistency proof from ``size1`` to ``size2``."""
+        self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise LedgerError(f"no consistency proof from size {size1} to size {size2}")
+        return self._reads.consistency_proof(size1, size2)
+
+    # --- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Sign a final checkpoint if entries are not yet covered, anchor it, release the file.
+
+        Idempotent. Raises LedgerError if the final checkpoint cannot be written or
+        anchored (the file is released all the same; the next open signs it, and a
+        missing anchor is refused then).
+        """
+        if self._closed:
+            return
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        try:
+            tree, latest = self._tree, self._latest
+            if self._broken is None and tree.size > (latest.size if latest else 0):
+                latest = self._sign_now(tree.size - 1)
+            if self._keeper is not None and self._broken is None and latest is not None:
+                self._keeper.advance(latest)
+        finally:
+            with self._group.exclusive(), translate(self._path, "closing the ledger"):
+                self._closed = True
+                self._reads.close()
+                self._conn.close()
+
+    def __enter__(self) -> SQLiteLedger:
+        """Use the store as a context manager that closes it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()

@@ -1,0 +1,126 @@
+"""Open a gate over a home directory: the embedded (SQLite) wiring.
+
+This is the outermost layer: it reads the clock default and the environment.
+Everything it wires is documented in :mod:`clearance._internal.home`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from clearance._internal.home import Durability, Home, find_home
+from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.sqlite import SQLiteLedger
+from clearance.errors import Error, PolicyError
+
+if TYPE_CHECKING:
+    from clearance._internal.gate.core import Gate
+
+
+def open_ledger(
+    home: Home,
+    *,
+    durability: Durability | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SQLiteLedger:
+    """Open the home's ledger with its checkpoint signer, anchor and witnesses.
+
+    The ledger must extend the checkpoint anchored in ``HOME/checkpoints/latest`` and
+    in every ``witness_dirs`` directory, and its unsigned entries must be younger than
+    ``checkpoint_grace`` seconds by ``clock`` (fail-closed rule 12; see
+    :mod:`clearance._internal.ledger.anchor`): TamperError otherwise.
+    """
+    from clearance._internal.ledger.anchor import CheckpointAnchor
+
+    signer = NoteSigner.from_skey(home.read_log_skey())
+    mode = durability or home.settings.durability
+    anchor = CheckpointAnchor.for_home(
+        home.anchor_dir,
+        home.witness_dirs,
+        origin=home.settings.origin,
+        sync=mode == "durable",  # relaxed: no fsync, as for the ledger itself
+    )
+    return SQLiteLedger.open(
+        home.ledger_path,
+        signer=signer,
+        origin=home.settings.origin,
+        durability=mode,
+        anchor=anchor,
+        grace=home.settings.checkpoint_grace,
+        clock=clock,
+    )
+
+
+def open_gate(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    principal: str | None = None,
+    multi_principal: bool = False,
+    durability: Durability | None = None,
+    clock: Callable[[], float] = time.time,
+    executor: str = "in-process",
+) -> Gate:
+    """Open a :class:`Gate` over ``home`` (see :func:`clearance._internal.home.find_home`).
+
+    ``principal`` binds the gate: intents must name it (or omit it). A trusted
+    service that authenticates its callers itself opens the gate with
+    ``multi_principal=True`` instead; a gate with neither refuses every intent.
+
+    Fails closed: a policy bundle that does not load refuses to start
+    (PolicyError); a ledger that does not extend its anchored checkpoint refuses
+    to open (TamperError); a missing or unauthenticated grant key ring leaves a
+    gate that denies every action (fail-closed rule 5) rather than failing to open.
+    Nothing it opened stays open when it fails half-way.
+    """
+    # Imported here so that ledger-only callers (the `clearance log` commands) do not
+    # pay for loading the policy engine.
+    from clearance._internal.gate.core import Gate
+    from clearance._internal.gate.spool import Spool
+    from clearance._internal.grants.jti_store import SQLiteReplayGuard
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.policy.reload import PolicyHolder
+    from clearance._internal.sealing import JWKS_PURPOSE, SPOOL_PURPOSE, derive_key
+
+    located = Home.load(find_home(home))
+    settings = located.settings
+    mode = durability or settings.durability
+    try:
+        policy = PolicyHolder.load(located.policy_dir)
+    except PolicyError as exc:
+        raise PolicyError(f"refusing to start: {exc}") from None
+    secret = located.read_log_skey()
+    keyring: GrantKeyRing | None
+    try:
+        keyring = GrantKeyRing.load(
+            located.grant_key_dir, seal_key=derive_key(secret, JWKS_PURPOSE)
+        )
+    except Error as exc:
+        logging.getLogger("clearance.gate").error("grant key ring refused: %s", exc)
+        keyring = None
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(open_ledger(located, durability=mode, clock=clock))
+        replay_guard = SQLiteReplayGuard.open(located.replay_path, durability=mode)
+        stack.callback(replay_guard.close)
+        gate = Gate(
+            policy=policy,
+            ledger=ledger,
+            keyring=keyring,
+            replay_guard=replay_guard,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            spool=Spool(located.spool_dir, derive_key(secret, SPOOL_PURPOSE)),
+            clock=clock,
+            grant_lifetime=settings.grant_lifetime,
+            executor=executor,
+            principal=principal,
+            multi_principal=multi_principal,
+            default_mandate=settings.default_mandate,
+            require_trace=settings.require_trace,
+        )
+        stack.pop_all()
+    return gate
