@@ -16,6 +16,11 @@ split by who is at fault (the style of python-tuf):
 * :class:`LedgerError` — the log could not be read or written (infrastructure).
   :class:`OutcomeUnrecorded` says a governed body ran but its outcome was lost.
 * :class:`TamperError` — stored or received log data does not verify.
+* :class:`CheckFailed` — a check the user asked for ran and failed (CLI exit status 1).
+
+Programmer misuse (a wrong argument type, a negative limit) raises ``ValueError`` or
+``TypeError``; :class:`InputError` is a ``ValueError`` too, so callers that validate
+their own arguments catch one kind.
 
 Foreign exceptions (sqlite3, jwt, cryptography, cel) never reach a caller raw:
 each module wraps them into one of these.
@@ -99,22 +104,26 @@ class ProofError(Error):
 
 
 class InvalidGrant(Error):
-    """A grant failed verification. ``str()`` is deliberately opaque.
+    """A grant failed verification. ``str()`` and :meth:`diagnostics` are deliberately opaque.
 
-    ``reason`` holds the precise cause (bad signature, expired, replayed, ...) for
-    the audit log; never show it to an untrusted caller (DESIGN §4).
+    ``audit_reason`` holds the precise cause (bad signature, expired, replayed, ...)
+    for the audit log, which records it in the ``rejected`` execution entry; never
+    show it to an untrusted caller (DESIGN §4: no error oracles).
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, audit_reason: str) -> None:
         super().__init__("grant rejected")
-        self.reason = reason
-
-    def diagnostics(self) -> str:
-        return f"grant rejected: {self.reason}"
+        self.audit_reason = audit_reason
 
 
-class GateError(Error):
-    """The gate could not reach a decision; the action is denied (fail-closed rule 9)."""
+class CheckFailed(Error):
+    """A check the user asked for ran and failed (a denial, a log or receipt that does not
+    verify, a replay mismatch, a failing policy test, a lint warning).
+
+    The command line exits with :attr:`exit_code` (1) for it, and 2 for every other error.
+    """
+
+    exit_code = 1
 
 
 class Denied(Error):

@@ -40,7 +40,7 @@ def _replayed(guard: SQLiteReplayGuard, jti: str, exp: float, now: float) -> boo
     try:
         guard.consume(jti, exp, now)
     except InvalidGrant as exc:
-        reason, shown = exc.reason, str(exc)
+        reason, shown = exc.audit_reason, str(exc)
     else:
         return False
     assert (reason, shown) == ("replayed jti", "grant rejected")
@@ -153,7 +153,7 @@ for jti in order:
         guard.consume(jti, 2e9, 1.7e9)
         won.append(jti)
     except InvalidGrant as exc:
-        if exc.reason != "replayed jti":
+        if exc.audit_reason != "replayed jti":
             raise
 guard.close()
 print(json.dumps(won))
@@ -210,7 +210,7 @@ except LedgerError as exc:
 try:
     guard.consume("new-jti", 2e9, 1.7e9)
 except InvalidGrant as exc:
-    print("consume refused:", exc.reason)
+    print("consume refused:", exc.audit_reason)
 else:
     print("CONSUMED")
 """
@@ -265,7 +265,7 @@ def test_closed_guard_fails_closed(guard: SQLiteReplayGuard) -> None:
     guard.close()
     with pytest.raises(InvalidGrant) as info:
         guard.consume("j", NOW + 30, NOW)
-    assert info.value.reason.startswith("replay store unavailable")
+    assert info.value.audit_reason.startswith("replay store unavailable")
 
 
 def test_unopenable_store_is_a_ledger_error(tmp_path: Path) -> None:

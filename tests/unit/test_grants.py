@@ -121,7 +121,7 @@ def _reason(
     with pytest.raises(InvalidGrant) as info:
         _verify(token, keys, guard, intent, **options)
     assert str(info.value) == "grant rejected"  # no oracle for the caller
-    return info.value.reason
+    return info.value.audit_reason
 
 
 # -- issue ----------------------------------------------------------------------------
@@ -636,7 +636,7 @@ def test_foreign_replay_store_errors_fail_closed(key: SigningKey, keys: Any) -> 
     token = issue_grant(key, GrantClaims(**_claims()))
     with pytest.raises(InvalidGrant) as info:
         verify_grant(token, INTENT, keys=keys, audience=AUD, now=T0, replay=_BrokenGuard())
-    assert info.value.reason.startswith("replay store unavailable: OSError")
+    assert info.value.audit_reason.startswith("replay store unavailable: OSError")
 
 
 # -- peek_claims ------------------------------------------------------------------------
@@ -651,3 +651,13 @@ def test_peek_claims_is_unverified(key: SigningKey) -> None:
 @pytest.mark.parametrize("token", ["", "a.b", "a.!!.c", "a." + _b64(b"[1]") + ".c", None])
 def test_peek_claims_of_garbage_is_none(token: Any) -> None:
     assert peek_claims(token) is None
+
+
+def test_invalid_grant_is_opaque_to_whatever_prints_it() -> None:
+    """No error oracle: str() and diagnostics() hide the reason; the audit accessor has it."""
+    from clearance.errors import InvalidGrant
+
+    refused = InvalidGrant("bad signature for kid 'k1'")
+    assert str(refused) == refused.diagnostics() == "grant rejected"
+    assert refused.audit_reason == "bad signature for kid 'k1'"
+    assert "signature" not in repr(refused.args)

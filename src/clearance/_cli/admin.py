@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from clearance._cli.common import CheckFailed, HomeOption, now, out, print_json
-from clearance.errors import InputError, PolicyError
+from clearance._cli.common import HomeOption, now, out, print_json
+from clearance.errors import CheckFailed, InputError, PolicyError
 
 if TYPE_CHECKING:
     from clearance._internal.grants.keys import GrantKeyRing

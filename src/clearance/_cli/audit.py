@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from clearance._cli.common import (
-    CheckFailed,
     HomeOption,
     now,
     out,
@@ -24,7 +23,7 @@ from clearance._cli.common import (
     read_text,
     short,
 )
-from clearance.errors import InputError, ProofError
+from clearance.errors import CheckFailed, InputError, ProofError
 
 EXIT_DENY = 1
 EXIT_APPROVAL = 3

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from clearance._internal import strict_json
-from clearance.errors import Error, InputError
+from clearance.errors import InputError
 
 MAX_INPUT_FILE = 16 << 20
 """Largest file (bytes) a command reads: receipts carry whole policy bundles."""
@@ -44,16 +44,6 @@ HomeOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-class CheckFailed(Error):
-    """A check the user asked for ran and failed (exit status 1, not 2).
-
-    Raised by commands such as ``log verify`` and ``verify`` so that the single
-    handler in :func:`clearance._cli.main.main` prints the failure and picks the status.
-    """
-
-    exit_code = 1
 
 
 def now() -> float:

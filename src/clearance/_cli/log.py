@@ -20,8 +20,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from clearance._cli.common import CheckFailed, HomeOption, now, out, print_json, read_text, short
-from clearance.errors import Error, InputError, ProofError, TamperError
+from clearance._cli.common import HomeOption, now, out, print_json, read_text, short
+from clearance.errors import CheckFailed, Error, InputError, ProofError, TamperError
 
 if TYPE_CHECKING:
     from clearance._internal.home import Home

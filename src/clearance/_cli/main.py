@@ -26,9 +26,9 @@ import typer
 
 from clearance._cli.admin import keys_app, policy_app
 from clearance._cli.audit import register as register_audit
-from clearance._cli.common import CheckFailed, HomeOption, now, out
+from clearance._cli.common import HomeOption, now, out
 from clearance._cli.log import log_app
-from clearance.errors import Error
+from clearance.errors import CheckFailed, Error
 
 app = typer.Typer(
     name="clearance",

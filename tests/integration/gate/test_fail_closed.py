@@ -224,7 +224,7 @@ def attempt_execute(gate: Gate, token: str, intent: Intent, ran: list[str]) -> s
     with pytest.raises(InvalidGrant) as rejected:
         gate.execute(token, intent, lambda: ran.append("body"))
     assert str(rejected.value) == "grant rejected"  # opaque outward
-    return rejected.value.reason
+    return rejected.value.audit_reason
 
 
 @pytest.mark.parametrize(
@@ -380,7 +380,7 @@ def test_rule6_an_in_process_grant_cannot_be_presented_again(gate: Gate) -> None
     # presented to this gate's executor path ...
     with pytest.raises(InvalidGrant) as rejected:
         gate.execute(cleared.grant, cleared.authorization.intent, lambda: ran.append("body"))
-    assert "audience" in rejected.value.reason
+    assert "audience" in rejected.value.audit_reason
     # ... or to a tool service that verifies with the published keys
     assert gate.ledger.size() > 0
     jwks = {"keys": [e.entry["jwk"] for e in gate.ledger.scan() if e.entry["type"] == "key"]}

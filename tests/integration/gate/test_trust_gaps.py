@@ -110,7 +110,7 @@ def test_a_ring_key_never_logged_as_a_key_entry_is_not_trusted(
         token, intent = forged_payment(gate, key, clock())
         with pytest.raises(InvalidGrant) as refused:
             gate.execute(token, intent, lambda: ran.append("paid"))
-        assert "kid" in refused.value.reason
+        assert "kid" in refused.value.audit_reason
         (rejected,) = [e.entry for e in gate.ledger.scan() if e.entry["type"] == "execution"]
         assert rejected["status"] == "rejected"
     assert ran == []

@@ -688,8 +688,8 @@ class Gate:
                 replay=replay,
             )
         except InvalidGrant as exc:
-            log.info("grant refused: %s", exc.reason)
-            self._record_rejection(grant, exc.reason, now)
+            log.info("grant refused: %s", exc.audit_reason)
+            self._record_rejection(grant, exc.audit_reason, now)
             raise
         except InputError as exc:
             self._record_rejection(grant, f"malformed intent: {exc}", now)
