@@ -12,7 +12,7 @@ split by who is at fault (the style of python-tuf):
   the decision so the caller can show the reasons.
 * :class:`InvalidGrant` — one opaque error for every grant failure, so an
   untrusted caller learns nothing about which check failed (the precise reason
-  is kept in ``reason`` for the audit log, never in ``str()``).
+  is kept in ``audit_reason`` for the audit log, never in ``str()``).
 * :class:`LedgerError` — the log could not be read or written (infrastructure).
   :class:`OutcomeUnrecorded` says a governed body ran but its outcome was lost.
 * :class:`TamperError` — stored or received log data does not verify.
@@ -32,6 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+__all__ = [
+    "ApprovalRequired",
+    "BindingError",
+    "CheckFailed",
+    "Denied",
+    "Error",
+    "InputError",
+    "InvalidGrant",
+    "LedgerError",
+    "OutcomeUnrecorded",
+    "PolicyError",
+    "ProofError",
+    "SigningKeyError",
+    "TamperError",
+]
 
 
 class Error(Exception):
@@ -71,7 +87,7 @@ class OutcomeUnrecorded(LedgerError):
     """The governed body RAN, but neither the ledger nor the spool took its outcome.
 
     ``request_id`` names the request. The gate also logs this on the
-    ``clearance._internal.gate.core`` logger and counts it (``gate.outcomes_unrecorded``), so an
+    ``clearance.gate`` logger and counts it (``gate.outcomes_unrecorded``), so an
     operator can reconcile the outcome by hand.
     """
 
@@ -108,7 +124,7 @@ class InvalidGrant(Error):
 
     ``audit_reason`` holds the precise cause (bad signature, expired, replayed, ...)
     for the audit log, which records it in the ``rejected`` execution entry; never
-    show it to an untrusted caller (DESIGN §4: no error oracles).
+    show it to an untrusted caller (docs/design.md §4: no error oracles).
     """
 
     def __init__(self, audit_reason: str) -> None:

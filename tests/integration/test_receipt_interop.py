@@ -45,7 +45,7 @@ def spec_root_from_path(index: int, size: int, leaf: bytes, path: list[bytes]) -
 
 
 def spec_verify(receipt: dict[str, Any], vkey: str) -> None:
-    """Verify a DESIGN §5 receipt with nothing but the specs; raises AssertionError."""
+    """Verify a docs/design.md §5 receipt with nothing but the specs; raises AssertionError."""
     name, key_hex, key_b64 = vkey.split("+", 2)  # names cannot hold "+"; base64 can
     key_bytes = base64.b64decode(key_b64)
     assert key_bytes[0] == 0x01  # Ed25519 (C2SP signed-note)

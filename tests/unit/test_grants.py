@@ -1,4 +1,4 @@
-"""Grant issue and executor-side verification: every check of DESIGN §4 fail-closed rule 6."""
+"""Grant issue and executor-side verification: every check of docs/design.md §4 rule 6."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from jwt.api_jws import PyJWS
 
 from clearance._internal.grants import token as grants
 from clearance._internal.grants.jti_store import SQLiteReplayGuard
-from clearance._internal.grants.keys import GrantKeyRing, SigningKey, b64url_decode, keys_from_jwks
+from clearance._internal.grants.jwk import b64url_decode, keys_from_jwks
+from clearance._internal.grants.keys import GrantKeyRing, SigningKey
 from clearance._internal.grants.token import (
     CLAIMS,
     DEFAULT_LIFETIME,

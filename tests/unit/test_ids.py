@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clearance._internal.gate.decide import new_id
+from clearance._internal.ids import new_id
 from clearance._internal.intent import ID_PATTERN
 
 NOW = 1_795_869_531.25

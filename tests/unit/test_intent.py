@@ -1,4 +1,4 @@
-"""Intent validation, normalization and the DESIGN §5 digest (vectors in tests/assets)."""
+"""Intent validation, normalization and the docs/design.md §5 digest (vectors in tests/assets)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _reference_digest(normalized: dict[str, Any]) -> tuple[str, str]:
 
 
 def _reference_normalize(intent: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN §5 normalization, restated independently of clearance._internal.intent."""
+    """docs/design.md §5 normalization, restated independently of clearance._internal.intent."""
     normalized = {name: intent.get(name) for name in FIELDS}
     if normalized["args"] is None:
         normalized["args"] = {}

@@ -21,16 +21,18 @@ from hypothesis import strategies as st
 from jwt.api_jws import PyJWS
 
 from clearance._internal import sealing
-from clearance._internal.grants.keys import (
-    JWKS_FILE,
-    ROTATION_LEEWAY,
-    SEAL_MEMBER,
-    GrantKeyRing,
+from clearance._internal.grants.jwk import (
     b64url_decode,
     b64url_encode,
     jwk_thumbprint,
     keys_from_jwks,
     public_jwk,
+)
+from clearance._internal.grants.keys import (
+    JWKS_FILE,
+    ROTATION_LEEWAY,
+    SEAL_MEMBER,
+    GrantKeyRing,
 )
 from clearance.errors import SigningKeyError
 
@@ -479,7 +481,10 @@ def test_a_removed_seal_is_refused(sealed: GrantKeyRing) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        lambda d: d.update({SEAL_MEMBER: d[SEAL_MEMBER][:-1] + "0"}),
+        # Change the last hex digit (to "1" when it already is "0": always a change).
+        lambda d: d.update(
+            {SEAL_MEMBER: d[SEAL_MEMBER][:-1] + ("1" if d[SEAL_MEMBER][-1] == "0" else "0")}
+        ),
         lambda d: d.update({SEAL_MEMBER: d[SEAL_MEMBER].upper()}),
         lambda d: d.update({SEAL_MEMBER: 17}),
         lambda d: d.update(

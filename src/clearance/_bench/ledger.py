@@ -34,7 +34,7 @@ from typing import Any
 from clearance._internal.ledger.audit import verify
 from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.sqlite import SQLiteLedger
-from clearance._internal.ledger.store import Durability
+from clearance._internal.limits import Durability
 from clearance.errors import LedgerError
 
 BENCH_ORIGIN = "bench.clearance.invalid/log"

@@ -14,7 +14,7 @@ What is measured:
   example bundle: decision, durable decision entry, grant signing,
   verification (with the single-use ``jti`` store), the empty body and the
   outcome entry. Both durability modes: ``durable`` fsyncs every commit,
-  ``relaxed`` leaves commits in the OS page cache (DESIGN §7). Each mode
+  ``relaxed`` leaves commits in the OS page cache (docs/design.md §7). Each mode
   warms up, then times ``iterations`` calls ``repeats`` times; p50/p99 are
   the medians over repeats, calls/s is iterations over the wall time of a run.
 * **trace length** — the relaxed governed call at trace lengths 1, 1,000 and
@@ -43,8 +43,9 @@ from typing import Any, cast
 from rich.console import Console
 from rich.table import Table
 
-from clearance._internal.home import Durability, init_home
+from clearance._internal.home import init_home
 from clearance._internal.intent import Intent
+from clearance._internal.limits import Durability
 
 PHASES = (
     "intent digest",
@@ -185,13 +186,13 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
     A profiling run: the gate is built from the home's components as
     :func:`clearance._internal.wiring.open_gate` builds it, with its ledger wrapped and
     the functions it calls (:func:`~clearance._internal.gate.facts.for_request`,
-    :func:`~clearance._internal.gate.core.decide`,
+    :func:`~clearance._internal.gate.decide.decide`,
     :func:`~clearance._internal.grants.token.issue_grant`,
     :func:`~clearance._internal.grants.token.verify_grant`, :meth:`Intent.with_context`, which
     validates the contextualized intent, and its digest) temporarily replaced
     by timing wrappers. ``bookkeeping`` is each call's total minus its phases.
     """
-    import clearance._internal.gate.core as gate_module
+    from clearance._internal.gate import authorizer, verification
     from clearance._internal.gate.core import Gate
     from clearance._internal.grants.jti_store import SQLiteReplayGuard
     from clearance._internal.grants.keys import GrantKeyRing
@@ -209,17 +210,15 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
         _ = result.digest  # computed here once and cached, instead of inside _authorize
         return result
 
-    # The gate calls these through its module namespace; the wrappers time the real calls.
-    patches = {
-        name: phases.wrap(phase, getattr(gate_module, name))
-        for name, phase in (
-            ("for_request", "facts"),
-            ("decide", "evaluation"),
-            ("issue_grant", "sign"),
-            ("verify_grant", "verify"),
-        )
-    }
-    saved = {name: getattr(gate_module, name) for name in patches}
+    # The gate's collaborators call these through their module namespaces; the wrappers
+    # time the real calls.
+    targets: tuple[tuple[Any, str, str], ...] = (
+        (authorizer, "for_request", "facts"),
+        (authorizer, "decide", "evaluation"),
+        (authorizer, "issue_grant", "sign"),
+        (verification, "verify_grant", "verify"),
+    )
+    saved = [(module, name, getattr(module, name)) for module, name, _ in targets]
     ledger = open_ledger(located, durability=mode)
     gate = Gate(
         policy=CelPolicyEngine.from_directory(located.policy_dir),
@@ -233,8 +232,8 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
         principal=_PRINCIPAL,
     )
     try:
-        for name, wrapper in patches.items():
-            setattr(gate_module, name, wrapper)
+        for module, name, phase in targets:
+            setattr(module, name, phases.wrap(phase, getattr(module, name)))
         Intent.with_context = phases.wrap("intent digest", contextualized)  # type: ignore[method-assign]
         for n in range(iterations + 20):
             intent = _intent(n)
@@ -247,8 +246,8 @@ def phase_breakdown(home: Path, mode: Durability, *, iterations: int) -> dict[st
                 phases.calls.append({**phases.current, "total": total})
     finally:
         Intent.with_context = original_with_context  # type: ignore[method-assign]
-        for name, original in saved.items():
-            setattr(gate_module, name, original)
+        for module, name, original in saved:
+            setattr(module, name, original)
         gate.close()
     result: dict[str, float] = {}
     for phase in PHASES:

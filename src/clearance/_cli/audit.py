@@ -1,7 +1,7 @@
 """``clearance check``, ``replay``, ``receipt`` and ``verify``: deciding and auditing.
 
 ``verify`` is deliberately offline: it opens no home and no database, and
-trusts nothing but the verifier key it is given (DESIGN §5 "Receipt").
+trusts nothing but the verifier key it is given (docs/design.md §5 "Receipt").
 """
 
 from __future__ import annotations
@@ -176,7 +176,9 @@ def receipt(
     ] = "decision",
     output_format: Annotated[
         str,
-        typer.Option("--format", help="'json' (DESIGN §5 receipt) or 'tlog-proof' (C2SP text)."),
+        typer.Option(
+            "--format", help="'json' (docs/design.md §5 receipt) or 'tlog-proof' (C2SP text)."
+        ),
     ] = "json",
     home: HomeOption = None,
 ) -> None:

@@ -250,8 +250,8 @@ def consistency(
     tree is computed and verified. A failure means history was rewritten:
     exit status 1.
     """
-    from clearance._internal.ledger.audit import check_consistency_with
     from clearance._internal.ledger.checkpoint import NoteVerifier
+    from clearance._internal.ledger.consistency import check_consistency_with
 
     note = read_text(saved, "checkpoint file", limit=1 << 20)
     try:

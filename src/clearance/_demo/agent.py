@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from clearance._demo.tools import INVOICE_NAME, Payments, Sandbox
 from clearance._internal.gate.cleared import Authorization
 from clearance._internal.gate.core import Gate
-from clearance._internal.gate.decide import new_id
 from clearance._internal.gate.traces import Trace
 from clearance._internal.grants.keys import SigningKey
 from clearance._internal.grants.token import GrantClaims, issue_grant
+from clearance._internal.ids import new_id
 from clearance._internal.intent import Intent
 from clearance.errors import ApprovalRequired, Denied, InvalidGrant
 

@@ -203,9 +203,9 @@ def _ledger_report(
     summary: DemoSummary, home: Home, console: Console, checks: Table, legit: str | None
 ) -> None:
     from clearance._internal.decision_replay import DecisionReplayer
-    from clearance._internal.ledger.audit import check_consistency_with
     from clearance._internal.ledger.audit import verify as audit
     from clearance._internal.ledger.checkpoint import NoteVerifier
+    from clearance._internal.ledger.consistency import check_consistency_with
     from clearance._internal.ledger.receipts import build_receipt, verify_receipt
     from clearance._internal.wiring import open_ledger
 

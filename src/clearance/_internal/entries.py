@@ -1,4 +1,4 @@
-"""Builders for ledger entries (DESIGN §5 "Ledger"), and sensitive-argument redaction.
+"""Builders for ledger entries (docs/design.md §5 "Ledger"), and sensitive-argument redaction.
 
 Every entry is a JSON object with ``type``, ``v`` (format version, currently 1)
 and ``at`` (RFC 3339 UTC time with microseconds and a ``Z`` suffix). The leaf

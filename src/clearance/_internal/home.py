@@ -3,7 +3,8 @@
 Layout (created by :func:`init_home`, ``clearance init``)::
 
     HOME/
-      clearance.yaml     settings (origin, issuer, audience, durability, grant lifetime)
+      clearance.yaml     settings (origin, issuer, audience, durability, grant lifetime,
+                         limits: see :mod:`clearance._internal.limits`)
       policies/          the active policy bundle (YAML files)
       keys/grant/        grant-signing keys (Ed25519, PEM, mode 0600) and jwks.json
       keys/log.skey      the log's checkpoint signer (C2SP private key, mode 0600)
@@ -28,16 +29,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import yaml
 
+from clearance._internal.limits import (
+    DEFAULT_LIMITS,
+    DURABILITIES,
+    Durability,
+    Limits,
+    parse_limits,
+)
 from clearance.errors import InputError, SigningKeyError
 
 HOME_ENV = "CLEARANCE_HOME"
 DEFAULT_HOME = ".clearance"
 SETTINGS_FILE = "clearance.yaml"
-Durability = Literal["durable", "relaxed"]
 
 _SETTINGS_KEYS = {
     "origin",
@@ -49,6 +56,7 @@ _SETTINGS_KEYS = {
     "require_trace",
     "witness_dirs",
     "checkpoint_grace",
+    "limits",
 }
 _MANDATE_KEYS = {"text", "bounds"}
 DEFAULT_CHECKPOINT_GRACE = 300
@@ -66,7 +74,6 @@ class Settings:
     audience: str
     """The ``aud`` claim: the executor audience grants are issued for."""
     durability: Durability = "durable"
-    grant_lifetime: int = 30
     default_mandate: Mapping[str, Any] = field(default_factory=lambda: {"text": "", "bounds": {}})
     """The mandate of a governed call made while no trace is open (``{text, bounds}``).
 
@@ -81,10 +88,17 @@ class Settings:
     See :mod:`clearance._internal.ledger.anchor`."""
     checkpoint_grace: int = DEFAULT_CHECKPOINT_GRACE
     """Seconds an entry may remain uncovered by any signed checkpoint before it is tampering."""
+    limits: Limits = DEFAULT_LIMITS
+    """Every tunable bound (``grant_lifetime`` and the ``limits:`` mapping)."""
+
+    @property
+    def grant_lifetime(self) -> int:
+        """Seconds a grant is valid (the top-level ``grant_lifetime`` setting, at most 60)."""
+        return self.limits.grant_lifetime
 
     def to_json(self) -> dict[str, Any]:
-        """The YAML form."""
-        return {
+        """The YAML form (``limits`` only when some limit differs from its default)."""
+        document: dict[str, Any] = {
             "origin": self.origin,
             "issuer": self.issuer,
             "audience": self.audience,
@@ -98,6 +112,10 @@ class Settings:
             "witness_dirs": list(self.witness_dirs),
             "checkpoint_grace": self.checkpoint_grace,
         }
+        overrides = self.limits.overrides()
+        if overrides:
+            document["limits"] = overrides
+        return document
 
 
 def parse_settings(raw: object, where: str) -> Settings:
@@ -113,11 +131,13 @@ def parse_settings(raw: object, where: str) -> Settings:
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise InputError(f"{where}: '{key}' must be a non-empty string")
     durability = raw.get("durability", "durable")
-    if durability not in ("durable", "relaxed"):
+    if durability not in DURABILITIES:
         raise InputError(f"{where}: 'durability' must be 'durable' or 'relaxed'")
-    lifetime = raw.get("grant_lifetime", 30)
-    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or not 1 <= lifetime <= 60:
-        raise InputError(f"{where}: 'grant_lifetime' must be whole seconds from 1 to 60")
+    limits = parse_limits(
+        raw.get("limits"),
+        where,
+        grant_lifetime=raw.get("grant_lifetime", DEFAULT_LIMITS.grant_lifetime),
+    )
     origin = str(raw["origin"])
     if any(c.isspace() or c == "+" for c in origin):
         raise InputError(f"{where}: 'origin' may not contain spaces or '+'")
@@ -130,26 +150,35 @@ def parse_settings(raw: object, where: str) -> Settings:
     grace = raw.get("checkpoint_grace", DEFAULT_CHECKPOINT_GRACE)
     if not isinstance(grace, int) or isinstance(grace, bool) or not 1 <= grace <= 86_400:
         raise InputError(f"{where}: 'checkpoint_grace' must be whole seconds from 1 to 86400")
+    if not limits.checkpoint_interval < grace:
+        # Entries signed less often than the grace allows would be refused at the next open.
+        raise InputError(
+            f"{where}: 'limits.checkpoint_interval' ({limits.checkpoint_interval:g} s) must be "
+            f"shorter than 'checkpoint_grace' ({grace} s)"
+        )
     return Settings(
         origin=origin,
         issuer=str(raw["issuer"]),
         audience=str(raw["audience"]),
         durability=cast(Durability, durability),
-        grant_lifetime=lifetime,
-        default_mandate=parse_mandate(raw.get("default_mandate", {}), f"{where}: default_mandate"),
+        default_mandate=parse_mandate(
+            raw.get("default_mandate", {}),
+            f"{where}: default_mandate",
+            max_text=limits.mandate_text,
+        ),
         require_trace=require_trace,
         witness_dirs=tuple(witnesses),
         checkpoint_grace=grace,
+        limits=limits,
     )
 
 
-MAX_MANDATE_TEXT = 16 * 1024
-"""Longest mandate text, in code points."""
-
-
-def parse_mandate(raw: object, where: str) -> dict[str, Any]:
+def parse_mandate(
+    raw: object, where: str, *, max_text: int = DEFAULT_LIMITS.mandate_text
+) -> dict[str, Any]:
     """Validate a mandate ``{text, bounds}`` (both optional); returns the normalized form.
 
+    ``text`` is at most ``max_text`` code points (:attr:`Limits.mandate_text`);
     ``bounds`` must be a JSON object; ``bounds.expires_at``, when present, an RFC 3339
     timestamp. InputError names ``where`` and the problem.
     """
@@ -166,10 +195,8 @@ def parse_mandate(raw: object, where: str) -> dict[str, Any]:
             f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: text, bounds"
         )
     text = raw.get("text", "")
-    if not isinstance(text, str) or len(text) > MAX_MANDATE_TEXT:
-        raise InputError(
-            f"{where}: 'text' must be a string of at most {MAX_MANDATE_TEXT} characters"
-        )
+    if not isinstance(text, str) or len(text) > max_text:
+        raise InputError(f"{where}: 'text' must be a string of at most {max_text} characters")
     bounds = raw.get("bounds", {})
     if bounds is None:
         bounds = {}

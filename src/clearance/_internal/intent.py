@@ -1,6 +1,6 @@
 """The :class:`Intent` model: what an agent asks to do, validated and digested.
 
-Contract (DESIGN §5, "Intent digest"): the digest is ``"sha256:"`` + the hex
+Contract (docs/design.md §5, "Intent digest"): the digest is ``"sha256:"`` + the hex
 SHA-256 of the RFC 8785 (JCS) canonical JSON of the *normalized* intent, an
 object with exactly the keys ``principal``, ``action``, ``resource``,
 ``args``, ``purpose``, ``trace_id``, ``parent_id`` and ``input``. An absent
@@ -13,7 +13,7 @@ implementations.
 
 Invariants:
 
-* Every :class:`Intent` instance is valid: the constructor validates (DESIGN §4
+* Every :class:`Intent` instance is valid: the constructor validates (docs/design.md §4
   fail-closed rule 8), so there is no way to hold a malformed one.
 * An intent owns a private deep copy of ``args`` and ``input`` taken at
   construction, so later changes to the caller's dicts cannot change what was
@@ -339,7 +339,7 @@ class Intent:
         return clone
 
     def to_json(self) -> dict[str, Any]:
-        """The normalized intent (DESIGN §5): all eight keys, absent optionals as ``None``.
+        """The normalized intent (docs/design.md §5): all eight keys, absent optionals as ``None``.
 
         The returned dict and its nested values are fresh copies; mutating them
         does not affect this intent.
@@ -404,7 +404,7 @@ class Intent:
 
     @cached_property
     def digest(self) -> str:
-        """``"sha256:" + hex`` of SHA-256 over :meth:`canonical` (DESIGN §5)."""
+        """``"sha256:" + hex`` of SHA-256 over :meth:`canonical` (docs/design.md §5)."""
         return sha256_digest(self.canonical())
 
     def __eq__(self, other: object) -> bool:

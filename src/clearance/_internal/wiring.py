@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clearance._internal.home import Durability, Home, find_home
+from clearance._internal.home import Home, find_home
 from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.sqlite import SQLiteLedger
+from clearance._internal.limits import Durability
 from clearance.errors import Error, PolicyError
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ def open_ledger(
     The ledger must extend the checkpoint anchored in ``HOME/checkpoints/latest`` and
     in every ``witness_dirs`` directory, and its unsigned entries must be younger than
     ``checkpoint_grace`` seconds by ``clock`` (fail-closed rule 12; see
-    :mod:`clearance._internal.ledger.anchor`): TamperError otherwise.
+    :mod:`clearance._internal.ledger.anchor`): TamperError otherwise. Checkpoints are
+    signed every ``limits.checkpoint_interval`` seconds under load.
     """
     from clearance._internal.ledger.anchor import CheckpointAnchor
 
@@ -51,6 +53,7 @@ def open_ledger(
         origin=home.settings.origin,
         durability=mode,
         anchor=anchor,
+        checkpoint_interval=home.settings.limits.checkpoint_interval,
         grace=home.settings.checkpoint_grace,
         clock=clock,
     )
@@ -75,7 +78,9 @@ def open_gate(
     (PolicyError); a ledger that does not extend its anchored checkpoint refuses
     to open (TamperError); a missing or unauthenticated grant key ring leaves a
     gate that denies every action (fail-closed rule 5) rather than failing to open.
-    Nothing it opened stays open when it fails half-way.
+    Nothing it opened stays open when it fails half-way: the replay store, then the
+    ledger, are closed again before the error propagates.
+    The home's ``limits`` bound the gate, its ledger and its policy reloads.
     """
     # Imported here so that ledger-only callers (the `clearance log` commands) do not
     # pay for loading the policy engine.
@@ -90,7 +95,7 @@ def open_gate(
     settings = located.settings
     mode = durability or settings.durability
     try:
-        policy = PolicyHolder.load(located.policy_dir)
+        policy = PolicyHolder.load(located.policy_dir, interval=settings.limits.policy_reload)
     except PolicyError as exc:
         raise PolicyError(f"refusing to start: {exc}") from None
     secret = located.read_log_skey()
@@ -104,8 +109,9 @@ def open_gate(
         keyring = None
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(open_ledger(located, durability=mode, clock=clock))
-        replay_guard = SQLiteReplayGuard.open(located.replay_path, durability=mode)
-        stack.callback(replay_guard.close)
+        replay_guard = stack.enter_context(
+            contextlib.closing(SQLiteReplayGuard.open(located.replay_path, durability=mode))
+        )
         gate = Gate(
             policy=policy,
             ledger=ledger,
@@ -115,12 +121,12 @@ def open_gate(
             audience=settings.audience,
             spool=Spool(located.spool_dir, derive_key(secret, SPOOL_PURPOSE)),
             clock=clock,
-            grant_lifetime=settings.grant_lifetime,
             executor=executor,
             principal=principal,
             multi_principal=multi_principal,
             default_mandate=settings.default_mandate,
             require_trace=settings.require_trace,
+            limits=settings.limits,
         )
-        stack.pop_all()
+        stack.pop_all()  # the gate owns them now: Gate.close closes both
     return gate

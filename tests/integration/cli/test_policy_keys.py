@@ -10,7 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clearance._internal import entries, sealing
-from clearance._internal.grants.keys import JWKS_FILE, SEAL_MEMBER, GrantKeyRing, public_jwk
+from clearance._internal.grants.jwk import public_jwk
+from clearance._internal.grants.keys import JWKS_FILE, SEAL_MEMBER, GrantKeyRing
 from clearance._internal.home import Home
 from clearance._internal.wiring import open_ledger
 

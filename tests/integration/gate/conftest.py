@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +63,18 @@ def assemble_gate(
     policy: Any = "home",
     replay_path: Path | None = None,
     spool_dir: Path | None = None,
+    spool: Any = None,
+    wrap_ledger: Callable[[Any], Any] | None = None,
     principal: str = "agent:ops-bot",
 ) -> Gate:
     """A Gate wired by hand from a home's parts, for tests that replace one part.
 
     ``policy="home"`` loads the home's bundle; anything else is used as the policy
     source (``None`` means no bundle). The replay store and the spool may live
-    outside the home (e.g. off a tmpfs the test fills or remounts).
+    outside the home (e.g. off a tmpfs the test fills or remounts); ``spool`` is a
+    spool object to use instead (a test double). ``wrap_ledger`` wraps the home's
+    ledger before the gate sees it (a ledger that fails some appends); the gate's
+    ``ledger`` is then the wrapper, and closing the gate closes it.
     """
     from clearance._internal.gate.spool import Spool
     from clearance._internal.grants.jti_store import SQLiteReplayGuard
@@ -80,14 +85,17 @@ def assemble_gate(
 
     home = Home.load(home_path)
     spool_key = derive_key(home.read_log_skey(), SPOOL_PURPOSE)
+    ledger = open_ledger(home)
+    if spool is None and spool_dir is not None:
+        spool = Spool(spool_dir, spool_key)
     return Gate(
         policy=PolicyHolder.load(home.policy_dir) if policy == "home" else policy,
-        ledger=open_ledger(home),
+        ledger=wrap_ledger(ledger) if wrap_ledger is not None else ledger,
         keyring=GrantKeyRing.load(home.grant_key_dir),
         replay_guard=SQLiteReplayGuard.open(replay_path or home.replay_path),
         issuer="test",
         audience="local",
-        spool=Spool(spool_dir, spool_key) if spool_dir is not None else None,
+        spool=spool,
         clock=clock,
         principal=principal,
     )

@@ -1,4 +1,4 @@
-"""DESIGN §4 fail-closed rules 1-9: each test proves the governed body did not run.
+"""docs/design.md §4 fail-closed rules 1-9: each test proves the governed body did not run.
 
 The body of every governed call here appends to ``ran``; every test ends by
 asserting ``ran`` is empty (and, where it matters, that no grant was issued).

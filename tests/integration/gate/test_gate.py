@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -261,3 +262,27 @@ def test_a_rotation_elsewhere_takes_effect_without_a_restart(
         kid(before.grant),
         new_key.kid,
     }
+
+
+def test_a_rotation_picked_up_is_logged_with_both_kids(
+    gate: Gate, home: Any, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.sealing import JWKS_PURPOSE, derive_key
+
+    trace = gate.open_trace("Pay acme-supplies", bounds=CAP)
+    old = kid(gate.authorize(pay("acme-supplies", 10.0), trace=trace).grant)
+    ring = GrantKeyRing.load(
+        home.grant_key_dir, seal_key=derive_key(home.read_log_skey(), JWKS_PURPOSE)
+    )
+    clock.advance(1)
+    new = ring.rotate(clock(), max_grant_lifetime=gate.grant_lifetime).kid
+    clock.advance(2)
+    with caplog.at_level(logging.INFO, logger="clearance.gate"):
+        gate.authorize(pay("acme-supplies", 10.0), trace=trace)
+        clock.advance(2)
+        gate.authorize(pay("acme-supplies", 10.0), trace=trace)  # nothing new: no second line
+    rotations = [r for r in caplog.records if r.name == "clearance.gate" and "rotation" in r.msg]
+    assert [(r.levelno, r.getMessage()) for r in rotations] == [
+        (logging.INFO, f"grant key rotation picked up: signing with {new} instead of {old}")
+    ]

@@ -214,11 +214,16 @@ def test_spool_file_names_never_come_from_a_grant(tmp_path: Path, clock: FixedCl
     spool_dir = tmp_path / "spool"
     jwks = home.grant_key_dir / "jwks.json"
     before = jwks.read_bytes()
-    with build_gate(home.path, spool_dir, tmp_path / "replay.db", clock) as gate:
+    with assemble_gate(
+        home.path,
+        clock,
+        replay_path=tmp_path / "replay.db",
+        spool_dir=spool_dir,
+        wrap_ledger=_FailsExecutions,
+    ) as gate:
         auth = gate.authorize(
             {"action": "read_file", "args": {"path": "a"}}, trace=gate.open_trace("Read a")
         )
-        gate._ledger = _FailsExecutions(gate._ledger)
         claims = jwt.decode(auth.grant, options={"verify_signature": False})
         for rid in (str(jwks.with_suffix("")), "../../keys/grant/jwks", "a/b"):
             forged = jwt.encode(
@@ -229,7 +234,6 @@ def test_spool_file_names_never_come_from_a_grant(tmp_path: Path, clock: FixedCl
             )
             with pytest.raises(InvalidGrant):
                 gate.execute(forged, auth.intent, lambda: None)
-        gate._ledger = gate._ledger._inner
     assert jwks.read_bytes() == before
     names = sorted(p.name for p in spool_dir.iterdir())
     assert len(names) == 3

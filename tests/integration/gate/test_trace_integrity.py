@@ -1,4 +1,4 @@
-"""Trace integrity under attack (DESIGN §3 "Trace integrity", fail-closed rule 11).
+"""Trace integrity under attack (docs/design.md §3 "Trace integrity", fail-closed rule 11).
 
 Each test is an attempt a hostile agent (or careless application code) made in
 the adversarial review: concurrent calls spending one cap, ways out of a trace,
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clearance._internal.gate.core import Gate
-from clearance._internal.gate.traces import carry
+from clearance._internal.gate.traces import carry, states_for
 from clearance._internal.home import Home
 from clearance._internal.wiring import open_gate
 from clearance.errors import BindingError, Denied
@@ -382,7 +382,8 @@ def test_an_edited_last_decision_is_not_read_into_facts(home: Home, clock: Fixed
         )
         db.commit()
         db.close()
-        gate._states.forget(trace.trace_id)  # as after eviction: the next call reads the ledger
+        # As after eviction: the next call reads the ledger.
+        states_for(gate.ledger).forget(trace.trace_id)
         with pytest.raises(Denied) as refused, gate.clearance(payment(40.0), trace=trace):
             ran.append("paid again")
     assert refused.value.reasons == ["ledger-unavailable"]

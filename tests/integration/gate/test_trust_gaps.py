@@ -20,10 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clearance._internal.gate.core import Gate
-from clearance._internal.gate.decide import new_id
-from clearance._internal.grants.keys import JWKS_FILE, SigningKey, jwk_thumbprint, public_jwk
+from clearance._internal.gate.spool import DrainReport
+from clearance._internal.grants.jwk import jwk_thumbprint, public_jwk
+from clearance._internal.grants.keys import JWKS_FILE, SigningKey
 from clearance._internal.grants.token import GrantClaims, issue_grant, new_jti
 from clearance._internal.home import Home
+from clearance._internal.ids import new_id
 from clearance._internal.intent import Intent
 from clearance._internal.wiring import open_gate
 from clearance.errors import Denied, InvalidGrant, LedgerError, OutcomeUnrecorded
@@ -147,6 +149,9 @@ class _BrokenAfterDecision:
 
 
 class _FailingSpool:
+    def drain(self, append: Any, classify: Any) -> DrainReport:
+        return DrainReport()  # nothing spooled yet
+
     def put(self, entry: Any) -> Path:
         raise LedgerError("spool directory is read-only (simulated by the test)")
 
@@ -155,9 +160,9 @@ def test_outcome_lost_after_the_body_ran_is_a_distinct_error(
     home: Home, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     ran: list[str] = []
-    with assemble_gate(home.path, clock) as gate:
-        gate._ledger = _BrokenAfterDecision(gate._ledger)
-        gate._spool = _FailingSpool()  # type: ignore[assignment]
+    with assemble_gate(
+        home.path, clock, wrap_ledger=_BrokenAfterDecision, spool=_FailingSpool()
+    ) as gate:
         with (
             caplog.at_level(logging.ERROR, logger="clearance.gate"),
             pytest.raises(OutcomeUnrecorded) as lost,

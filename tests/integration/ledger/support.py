@@ -9,7 +9,7 @@ from typing import Any
 
 from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.sqlite import SQLiteLedger
-from clearance._internal.ledger.store import Durability
+from clearance._internal.limits import Durability
 
 ORIGIN = "ledger.test.example/log"
 

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from clearance._bench.ledger import bench_verify
 from clearance._internal.canonical import canonical_json
-from clearance._internal.ledger.audit import AuditReport, check_consistency_with, parse_leaf, verify
+from clearance._internal.ledger.audit import AuditReport, verify
 from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.consistency import check_consistency_with
+from clearance._internal.ledger.leaves import parse_leaf
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
 
 from .support import ORIGIN, attacker, entry, open_ledger

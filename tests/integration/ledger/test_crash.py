@@ -22,7 +22,7 @@ import pytest
 
 from clearance._internal.ledger.audit import verify
 from clearance._internal.ledger.checkpoint import NoteSigner
-from clearance._internal.ledger.store import Durability
+from clearance._internal.limits import Durability
 
 from .crash_child import ORIGIN, crash_entry
 from .support import open_ledger

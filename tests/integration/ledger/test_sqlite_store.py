@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -21,7 +22,7 @@ from clearance._internal.ledger import merkle
 from clearance._internal.ledger.audit import verify
 from clearance._internal.ledger.checkpoint import NoteSigner, parse_checkpoint
 from clearance._internal.ledger.sqlite import SQLiteLedger
-from clearance.errors import InputError, LedgerError, TamperError
+from clearance.errors import InputError, LedgerError, SigningKeyError, TamperError
 from tests.integration.conftest import mounted_tmpfs
 
 from .support import ORIGIN, attacker, entry, open_ledger
@@ -344,6 +345,40 @@ def test_at_most_one_checkpoint_per_interval_and_a_final_one(
     assert sizes == sorted(set(sizes))
     assert len(sizes) <= elapsed / interval + 2  # rate-limited, plus the final one
     assert sizes[-1] == size  # close signed the rest
+
+
+def test_a_checkpoint_that_cannot_be_signed_is_logged_and_retried(
+    tmp_path: Path,
+    signer: NoteSigner,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from clearance._internal.ledger import sqlite_checkpoints
+
+    def unavailable(*args: object) -> None:
+        raise SigningKeyError("the log key's token was unplugged (simulated)")
+
+    with open_ledger(tmp_path / "ledger.db", signer, interval=3600) as store:
+        with caplog.at_level(logging.INFO, logger="clearance.ledger"):
+            monkeypatch.setattr(sqlite_checkpoints, "sign_checkpoint", unavailable)
+            store.append(entry(0))  # committed, but not signed
+            store.append(entry(1))  # the same failure again: logged once
+            assert store.latest_checkpoint() is None
+            monkeypatch.undo()
+            store.append(entry(2))  # retried on the next commit
+        cp = store.latest_checkpoint()
+        assert cp is not None
+        assert cp.size == 3
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "clearance.ledger"]
+    assert records == [
+        (
+            logging.ERROR,
+            f"no checkpoint signed for 1 entries of {tmp_path / 'ledger.db'}: cannot sign a "
+            f"checkpoint for {tmp_path / 'ledger.db'}: the log key's token was unplugged "
+            "(simulated)",
+        ),
+        (logging.INFO, f"checkpoint 3 of {tmp_path / 'ledger.db'} signed: signing works again"),
+    ]
 
 
 def test_the_ticker_checkpoints_an_idle_log(tmp_path: Path, signer: NoteSigner) -> None:

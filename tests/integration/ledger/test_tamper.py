@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearance._internal.canonical import canonical_json
-from clearance._internal.ledger.audit import check_consistency_with, verify
+from clearance._internal.ledger.audit import verify
 from clearance._internal.ledger.checkpoint import NoteSigner
+from clearance._internal.ledger.consistency import check_consistency_with
 from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance.errors import TamperError
 

@@ -2,7 +2,7 @@
 
 Each test builds a real home (``init_home``, ``open_ledger``, policy, trace, decision
 and execution entries), tampers with it the way the adversarial review did, and
-asserts both halves of fail-closed rule 12 (DESIGN §4): ``clearance log verify``
+asserts both halves of fail-closed rule 12 (docs/design.md §4): ``clearance log verify``
 fails naming the first bad index (status 1), and ``open_ledger(home)`` refuses with
 a TamperError carrying that index. Where no single entry is bad (deleted checkpoint
 rows, a deleted anchor) the message names the checkpoint instead.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from clearance._internal.ledger.anchor import (
     AnchorFile,
+    AnchorKeeper,
     CheckpointAnchor,
     stale_problem,
     witness_file_name,
@@ -172,3 +174,19 @@ def test_stale_problem_applies_the_grace_both_ways() -> None:
         problem = stale_problem(4, {"at": bad}, now, 300)
         assert problem is not None
         assert "no valid 'at'" in problem
+
+
+def test_a_checkpoint_not_anchored_in_the_background_is_logged_once_on_clearance_ledger(
+    tmp_path: Path, signer: NoteSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    unmounted = tmp_path / "unmounted"
+    anchor = CheckpointAnchor.for_home(tmp_path / "home", [unmounted], origin=ORIGIN, sync=False)
+    keeper = AnchorKeeper(anchor, signer.verifier(), 0)
+    with caplog.at_level(logging.WARNING, logger="clearance.ledger"):
+        keeper.advance_quietly(_cp(signer, 2))
+        keeper.advance_quietly(_cp(signer, 2))  # retried on the next tick: not logged again
+    records = [r for r in caplog.records if r.name == "clearance.ledger"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.WARNING
+    assert records[0].getMessage().startswith("checkpoint 2 is not anchored: ")
+    assert "does not exist" in records[0].getMessage()

@@ -136,9 +136,9 @@ rules:
     ("action", "rule", "detail"),
     [
         ("missing_attr", "reads-missing", "no value at args.nope (missing key"),
-        ("type_mismatch", "mixes-types", "No such overload"),
-        ("non_bool", "not-bool", "returned int instead of a bool"),
-        ("helper_error", "helper-fails", "lower() expects a string argument, got int"),
+        ("type_mismatch", "mixes-types", "Unsupported operation: double + string"),
+        ("non_bool", "not-bool", "returned double instead of a bool"),
+        ("helper_error", "helper-fails", "lower() expects a string argument, got double"),
     ],
 )
 def test_rule_error_denies_naming_the_rule(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -163,3 +164,36 @@ def test_concurrent_readers_always_see_a_complete_engine(tmp_path: Path) -> None
         thread.join()
     assert "mismatch" not in seen
     assert set(seen) <= digests
+
+
+def test_a_refused_reload_is_logged_with_the_loaders_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, GOOD)
+    holder = PolicyHolder.load(tmp_path, interval=0.0)
+    good = holder.digest
+    rewrite(path, BROKEN)
+    with caplog.at_level(logging.WARNING, logger="clearance.policy"):
+        assert holder.engine_at(1.0).digest == good  # the last good bundle stays active
+        assert holder.engine_at(2.0).digest == good  # same files: not retried, not logged
+    (record,) = [r for r in caplog.records if r.name == "clearance.policy"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        f"policy bundle {tmp_path}: reload refused, keeping bundle {good}: {holder.last_error}"
+    )
+    assert "syntax error" in record.getMessage()
+
+
+def test_an_unreadable_bundle_is_logged_once_per_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, GOOD)
+    holder = PolicyHolder.load(tmp_path, interval=0.0)
+    path.unlink()
+    with caplog.at_level(logging.WARNING, logger="clearance.policy"):
+        for now in (1.0, 2.0, 3.0):
+            holder.maybe_reload(now)
+    messages = [r.getMessage() for r in caplog.records if r.name == "clearance.policy"]
+    assert len(messages) == 1
+    assert "reload refused" in messages[0]
+    assert "no *.yaml or *.yml policy files" in messages[0]

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clearance._internal.canonical import canonical_json
-from clearance._internal.gate.decide import decide, new_id
+from clearance._internal.gate.decide import decide
 from clearance._internal.gate.facts import for_request, initial_state
 from clearance._internal.home import Home
+from clearance._internal.ids import new_id
 from clearance._internal.intent import Intent
 from clearance._internal.policy.engine import Decision, EvaluationInput
 from clearance.errors import BindingError, PolicyError

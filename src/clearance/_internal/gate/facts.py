@@ -1,6 +1,6 @@
 """Trace facts: what a trace has done so far, as a fold over its decisions.
 
-Facts are never taken from the caller (DESIGN §3). They are computed by the
+Facts are never taken from the caller (docs/design.md §3). They are computed by the
 gate, recorded in every decision entry, and replayed from there. Definitions,
 exactly (``trace.*`` in a policy):
 

@@ -2,7 +2,8 @@
 
 Every call of a decorated function becomes ``with gate.clearance(intent)``
 around the original body, so the body runs only after its grant verified, and
-its result digest goes into the execution entry.
+its result digest goes into the execution entry. The decorator needs only what
+:class:`GovernedGate` names, so it does not depend on the gate's implementation.
 """
 
 from __future__ import annotations
@@ -10,20 +11,32 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from contextlib import AbstractContextManager
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
+from clearance._internal.gate.cleared import Cleared
 from clearance._internal.intent import Intent
 from clearance.errors import InputError
-
-if TYPE_CHECKING:
-    from clearance._internal.gate.core import Gate
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class GovernedGate(Protocol):
+    """What :func:`governed` needs from a gate (:class:`clearance.Gate` is one)."""
+
+    @property
+    def principal(self) -> str | None:
+        """The principal the gate is bound to, the default for the decorated calls."""
+        ...
+
+    def clearance(self, intent: Intent) -> AbstractContextManager[Cleared]:
+        """Authorize ``intent`` and govern the ``with`` body."""
+        ...
+
+
 def governed(
-    gate: Gate,
+    gate: GovernedGate,
     action: str | None = None,
     *,
     principal: str | None = None,

@@ -1,9 +1,9 @@
 """A durable, authenticated spool for execution outcomes the ledger could not take.
 
 When appending an execution entry fails, the gate hands it to :meth:`Spool.put`,
-and :meth:`Spool.drain` appends it on the next open (DESIGN §1 step 7). The
+and :meth:`Spool.drain` appends it on the next open (docs/design.md §1 step 7). The
 spool directory lives in the clearance home, which an attacker may be able to
-write without being able to read its private keys (DESIGN §4 rule 13); the
+write without being able to read its private keys (docs/design.md §4 rule 13); the
 spool must not become a way to put entries into the log.
 
 File format (one file per outcome, directly in the spool directory)::
@@ -28,7 +28,7 @@ Invariants:
 * Nothing unauthenticated reaches ``append``. :meth:`Spool.drain` considers only
   names ending in ``.json`` directly in the directory, opens them with
   ``O_NOFOLLOW``, and *quarantines* (renames into ``quarantine/``, keeping the
-  name, with a warning on the ``clearance._internal.gate.spool`` logger naming the file and
+  name, with a warning on the ``clearance.spool`` logger naming the file and
   the reason) any that is not a regular file, not strict JSON of exactly the
   shape above, not sealed under this spool's key, or whose entry is not an
   execution entry with a string ``request_id``. The gate's classifier then

@@ -1,6 +1,6 @@
 """Where a governed call runs: trace handles, the running request, and per-trace state.
 
-Trace integrity (DESIGN §3, fail-closed rule 11):
+Trace integrity (docs/design.md §3, fail-closed rule 11):
 
 * A trace is opened only by trusted code, through :meth:`Gate.trace` or
   :meth:`Gate.open_trace`, which return a :class:`Trace` handle. The handle is a

@@ -1,6 +1,6 @@
 """Single-use grants: the replay guard an executor consults after a grant verifies.
 
-DESIGN §4 fail-closed rule 6 rejects a replayed ``jti``. A grant is short-lived
+docs/design.md §4 fail-closed rule 6 rejects a replayed ``jti``. A grant is short-lived
 (``exp``), so a guard need only remember a ``jti`` while the grant could still
 verify, that is until ``exp + leeway``; after that, the expiry check rejects
 the token on its own and the row can go.
@@ -21,7 +21,7 @@ Invariants of :class:`SQLiteReplayGuard`:
   verifier's clock reads at least what it wrote plus the real time since, so
   its evidence is a lower bound of its clock now, and a deleted row is expired
   on every clock the store knows of. With no other verifier's row, ``E`` is
-  infinite. ``leeway`` defaults to :data:`~clearance._internal.grants.token.MAX_LEEWAY`'s
+  infinite. ``leeway`` defaults to :data:`~clearance._internal.limits.MAX_LEEWAY`'s
   value, the largest leeway a verifier may use.
 * The smallest evidence, not the newest: worker processes of one service with
   a fast clock, or one process before and after a restart, are different
@@ -83,14 +83,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol
 
+from clearance._internal.limits import DURABILITIES, MAX_LEEWAY, Durability
 from clearance.errors import InvalidGrant, LedgerError
 
-Durability = Literal["durable", "relaxed"]
-
-REPLAY_LEEWAY: Final[float] = 5.0
-"""Seconds a ``jti`` is kept past its grant's ``exp`` (equals the verifier's MAX_LEEWAY)."""
+REPLAY_LEEWAY: Final[float] = MAX_LEEWAY
+"""Seconds a ``jti`` is kept past its grant's ``exp``: the verifier leeway ceiling, since
+any verifier sharing the store may use the full leeway."""
 PURGE_EVERY: Final[int] = 1024
 """Consumes between two purges of expired rows."""
 PURGE_INTERVAL: Final[float] = 60.0
@@ -222,7 +222,7 @@ class SQLiteReplayGuard:
         Raises ValueError for a bad ``durability`` or limit, LedgerError when
         the file cannot be opened or initialised.
         """
-        if durability not in ("durable", "relaxed"):
+        if durability not in DURABILITIES:
             raise ValueError(f"durability must be 'durable' or 'relaxed', got {durability!r}")
         if (
             not (0 <= leeway < math.inf)

@@ -1,6 +1,6 @@
 """Grants: short-lived, single-use EdDSA JWTs bound to one intent digest.
 
-Contract (DESIGN §5, "Grant"): a JWT (RFC 7519) in JWS compact serialization,
+Contract (docs/design.md §5, "Grant"): a JWT (RFC 7519) in JWS compact serialization,
 signed with EdDSA over Ed25519 (RFC 8037 §3.1; the operations run on libsodium, see
 :mod:`clearance._internal.grants.ed25519`), protected header exactly
 ``{"alg": "EdDSA", "typ": "JWT", "kid": <RFC 7638 thumbprint>}``, and exactly
@@ -10,7 +10,7 @@ the claims of :data:`CLAIMS`: ``iss``, ``aud``, ``sub`` (principal), ``jti``,
 (request id) and ``lix`` (ledger index of the decision entry).
 
 :func:`verify_grant` is the one function an executor calls. It applies every
-check of DESIGN §4 fail-closed rule 6, in this order, and only when all pass
+check of docs/design.md §4 fail-closed rule 6, in this order, and only when all pass
 consumes the ``jti`` (so a rejected token never burns a grant id):
 
 1. the token is a well-formed compact JWS of bounded size;
@@ -29,8 +29,8 @@ consumes the ``jti`` (so a rejected token never burns a grant id):
 8. the replay guard accepts the ``jti`` for the first time.
 
 Every failure is :class:`~clearance.errors.InvalidGrant` whose ``str()`` is the
-opaque ``"grant rejected"`` and whose ``reason`` is precise, for the audit log
-only (DESIGN §4: no error oracle). Programmer misuse (a leeway above
+opaque ``"grant rejected"`` and whose ``audit_reason`` is precise, for the audit log
+only (docs/design.md §4: no error oracle). Programmer misuse (a leeway above
 :data:`MAX_LEEWAY`, a non-finite clock) raises ``ValueError``. Time is always
 an argument.
 
@@ -52,17 +52,24 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clearance._internal import strict_json
 from clearance._internal.grants import ed25519
-from clearance._internal.grants.jti_store import ReplayGuard
-from clearance._internal.grants.keys import SigningKey, b64url_decode, b64url_encode
+from clearance._internal.grants.jwk import b64url_decode, b64url_encode
+from clearance._internal.grants.ring_files import SigningKey
 from clearance._internal.intent import Intent
+from clearance._internal.limits import DEFAULT_LIMITS, MAX_GRANT_LIFETIME
+from clearance._internal.limits import MAX_LEEWAY as MAX_LEEWAY
 from clearance.errors import InputError, InvalidGrant, SigningKeyError
+
+if TYPE_CHECKING:
+    # Only an annotation here; importing it at run time would load sqlite3 (through
+    # the jti store) into every executor that imports clearance.executor.
+    from clearance._internal.grants.jti_store import ReplayGuard
 
 CLAIMS: Final[tuple[str, ...]] = (
     "iss",
@@ -79,12 +86,12 @@ CLAIMS: Final[tuple[str, ...]] = (
     "lix",
 )
 """Every grant carries exactly these claims."""
-DEFAULT_LIFETIME: Final[int] = 30
+DEFAULT_LIFETIME: Final[int] = DEFAULT_LIMITS.grant_lifetime
 """Seconds from ``nbf`` to ``exp`` of a grant built by :meth:`GrantClaims.for_intent`."""
-MAX_ISSUE_LIFETIME: Final[int] = 60
-""":func:`issue_grant` refuses a longer lifetime (DESIGN §5: at most 60 s)."""
-MAX_LEEWAY: Final[float] = 5.0
-"""Largest clock leeway :func:`verify_grant` accepts (DESIGN §4 rule 6)."""
+MAX_ISSUE_LIFETIME: Final[int] = MAX_GRANT_LIFETIME
+""":func:`issue_grant` refuses a longer lifetime (docs/design.md §5: at most 60 s)."""
+# MAX_LEEWAY (imported above from clearance._internal.limits): the largest clock leeway
+# verify_grant accepts (docs/design.md §4 rule 6).
 MAX_TOKEN_CHARS: Final[int] = 8192
 """Longer tokens are rejected before any parsing."""
 ALGORITHM: Final[str] = "EdDSA"
@@ -343,15 +350,15 @@ def verify_grant(
     replay: ReplayGuard,
     issuer: str | None = None,
     leeway: float = MAX_LEEWAY,
-    max_lifetime: float = 60.0,
+    max_lifetime: float = MAX_GRANT_LIFETIME,
 ) -> GrantClaims:
     """Verify ``token`` for running ``intent`` at ``now``; consume its ``jti``; return its claims.
 
     ``intent`` is the exact intent the executor is about to run, as an
     :class:`Intent` or as its JSON object (parsed with :meth:`Intent.from_json`).
     ``keys`` maps ``kid`` to Ed25519 public keys (see
-    :func:`clearance._internal.grants.keys.keys_from_jwks`). Raises InvalidGrant (opaque
-    ``str()``, precise ``reason``) on any failure; see the module docstring for
+    :func:`clearance._internal.grants.jwk.keys_from_jwks`). Raises InvalidGrant (opaque
+    ``str()``, precise ``audit_reason``) on any failure; see the module docstring for
     the checks. Raises ValueError for ``leeway`` outside ``[0, MAX_LEEWAY]``, a
     non-positive ``max_lifetime``, a non-finite ``now`` or an empty ``audience``.
     """

@@ -1,6 +1,6 @@
 """The latest signed checkpoint, anchored outside the ledger file, and its witnesses.
 
-Why (DESIGN §7): a database file is not its own witness. Whoever can write
+Why (docs/design.md §7): a database file is not its own witness. Whoever can write
 ``ledger.db`` can rewrite an entry, recompute every stored hash with clearance's
 own functions and delete the checkpoint rows that no longer match; what is left
 is a smaller, self-consistent, validly signed log. What that attacker cannot do
@@ -37,7 +37,9 @@ Invariants:
   checkpoint when it is newer than what it anchored last, and ``close()`` anchors
   synchronously. (The very first checkpoint of a log is anchored at once, so that a
   crash seconds after a home's first entry does not leave checkpoint rows without
-  an anchor, which is refused as "anchor missing".)
+  an anchor, which is refused as "anchor missing".) A background anchoring that
+  fails is retried every tick and logged once per distinct problem on the
+  ``clearance.ledger`` logger at WARNING.
 * A witness directory is never created by clearance: a missing one may be an
   unmounted volume, and writing into the mount point would hide that.
 
@@ -85,7 +87,8 @@ __all__ = [
     "witness_file_name",
 ]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("clearance.ledger")
+"""Operators watch one logger per subsystem: a checkpoint not anchored is a ledger matter."""
 
 ANCHOR_FILE = "latest"
 """The home anchor's file name inside ``HOME/checkpoints/``."""

@@ -4,7 +4,7 @@
 
 1. checks that entry indices run ``0, 1, 2, ...`` without a gap;
 2. checks that each leaf is the RFC 8785 canonical JSON of an object with
-   ``type``, ``v`` and ``at`` (DESIGN §5);
+   ``type``, ``v`` and ``at`` (docs/design.md §5);
 3. recomputes every leaf hash from the leaf bytes (RFC 9162 §2.1.1) and compares
    it with the stored one;
 4. checks every stored interior node (:mod:`.sqlite_db`: the hashes a row stores
@@ -35,38 +35,34 @@ node (steps 1-4) is exact; a signed root that no longer matches while every row 
 locally consistent means the log was rewritten and re-hashed wholesale: the report
 then names the first index the earlier, matching checkpoint does not cover.
 
-:func:`check_consistency_with` needs no full pass: it proves the current log
-extends a checkpoint the user saved earlier (kept outside the ledger file), which
-catches a rewrite even by someone holding the signing key.
+Leaves are parsed and checked by :mod:`.leaves`. Proving the log extends a
+checkpoint the user saved earlier needs no full pass: :mod:`.consistency`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from clearance._internal.canonical import canonical_json, encode_fast_path
 from clearance._internal.ledger import merkle
 from clearance._internal.ledger.anchor import CheckpointAnchor, stale_problem
 from clearance._internal.ledger.checkpoint import NoteVerifier, parse_checkpoint
+from clearance._internal.ledger.leaves import leaf_problem
 from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance._internal.ledger.sqlite_db import (
     HASH,
     connect,
-    entry_problem,
     read_meta,
     sqlite_type,
     translate,
 )
 from clearance._internal.ledger.sqlite_reader import range_hashes
 from clearance._internal.ledger.sqlite_rows import column_problem
-from clearance._internal.ledger.store import Checkpoint, LedgerStore
-from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
+from clearance._internal.ledger.store import Checkpoint
+from clearance.errors import InputError, LedgerError, ProofError, TamperError
 
 _MAX_PROBLEMS = 50
 
@@ -118,81 +114,6 @@ class _Findings:
         key = (0 if exact else 1, index, message)
         if self.best is None or key[:2] < self.best[:2]:
             self.best = key
-
-
-# Leaf check. ``canonical_json(json.loads(leaf)) == leaf`` is the definition, but
-# canonical_json first walks the whole value to pick its fast path, which made it
-# most of an audit's time. For the common leaf (ASCII bytes, no float, no integer
-# beyond 2**53-1) the parsed value is exactly in canonical_json's fast-path domain
-# (dicts with ASCII keys, lists, strings, booleans, null, safe integers: a key
-# written with a non-ASCII escape re-encodes as raw UTF-8 and so fails the
-# comparison, as it must), where canonical_json *is* encode_fast_path. Everything
-# else takes the definition. A property test pins the two against each other.
-_SAFE_INT = 2**53 - 1
-
-
-class _NotFastPath(Exception):
-    """The leaf holds a float, a large integer or a NaN-like constant."""
-
-
-def _not_fast(_: str) -> Any:
-    raise _NotFastPath
-
-
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if not -_SAFE_INT <= value <= _SAFE_INT:
-        raise _NotFastPath
-    return value
-
-
-_DECODE = json.JSONDecoder(
-    parse_float=_not_fast, parse_int=_safe_int, parse_constant=_not_fast
-).decode
-
-
-def parse_leaf(leaf: bytes) -> tuple[Any, bool]:
-    """Parse a stored leaf; returns the value and whether ``leaf`` is its RFC 8785 form.
-
-    Raises ValueError when the leaf is not JSON (also when it is nested too deeply
-    for the parser: a RecursionError never escapes).
-    """
-    try:
-        return _parse_leaf(leaf)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def _parse_leaf(leaf: bytes) -> tuple[Any, bool]:
-    if leaf.isascii():
-        try:
-            value = _DECODE(leaf.decode("ascii"))
-        except _NotFastPath:
-            pass
-        else:
-            try:
-                return value, encode_fast_path(value) == leaf
-            except InputError:  # an escaped lone surrogate: not canonical JSON
-                return value, False
-    value = json.loads(leaf)
-    try:
-        return value, canonical_json(value) == leaf
-    except Error:
-        return value, False
-
-
-def _leaf_problem(leaf: bytes) -> tuple[Any, str | None]:
-    """The parsed leaf (None when it is not JSON) and what is wrong with it, if anything."""
-    try:
-        value, canonical = parse_leaf(leaf)
-    except ValueError as exc:
-        return None, "is not valid JSON" + (" (nested too deeply)" if "deeply" in str(exc) else "")
-    shape = entry_problem(value)
-    if shape is not None:
-        return value, f"is not a ledger entry ({shape})"
-    if not canonical:
-        return value, "is not in RFC 8785 canonical form"
-    return value, None
 
 
 def verify(
@@ -355,7 +276,7 @@ def _check_grace(
     if size <= covered:
         return
     (leaf,) = conn.execute("SELECT leaf FROM entries WHERE idx = ?", (covered,)).fetchone()
-    value, _ = _leaf_problem(leaf) if isinstance(leaf, bytes) else (None, None)
+    value, _ = leaf_problem(leaf) if isinstance(leaf, bytes) else (None, None)
     if not isinstance(value, dict):
         return  # already reported by the walk
     problem = stale_problem(covered, value, now, grace)
@@ -391,7 +312,7 @@ class _Walker:
                 found.add(f"entry {position} is missing (the next stored entry is {idx})", position)
                 return position  # the tree cannot be rebuilt past a hole
             leaf = self._blob(position, "leaf", raw)
-            value, problem = _leaf_problem(leaf)
+            value, problem = leaf_problem(leaf)
             if problem is not None:
                 found.add(f"entry {position} {problem}", position)
             if isinstance(value, dict):
@@ -477,50 +398,3 @@ def _check_chain(conn: sqlite3.Connection, signed: list[Checkpoint], found: _Fin
                 old.size,
                 exact=False,
             )
-
-
-def check_consistency_with(
-    store: LedgerStore, saved_note: str, verifier: NoteVerifier
-) -> Checkpoint:
-    """Prove the log in ``store`` extends the checkpoint ``saved_note`` saved earlier.
-
-    Returns a checkpoint covering the whole current log (signed now if needed),
-    verified with ``verifier``, to which the saved one is proven consistent. Raises
-    ProofError when ``saved_note`` itself does not verify, and TamperError when the
-    log no longer contains what the saved checkpoint committed to (truncated, or a
-    different root at that size) or its current checkpoint is not signed by the
-    trusted key.
-    """
-    saved = parse_checkpoint(saved_note, verifier, origin=store.origin)
-    size = store.size()
-    if saved.size > size:
-        raise TamperError(
-            f"the saved checkpoint covers {saved.size} entries but the log holds {size}: "
-            "the log was truncated",
-            index=size,
-        )
-    if saved.size == 0:
-        raise ProofError("a checkpoint of the empty log proves nothing", step="consistency")
-    if store.root(saved.size) != saved.root:
-        raise TamperError(
-            f"the log's root at size {saved.size} differs from the saved checkpoint: "
-            f"entries before index {saved.size} were rewritten"
-        )
-    latest = store.checkpoint_covering(size - 1)  # signs one now if entries are uncovered
-    try:
-        head = parse_checkpoint(latest.note, verifier, origin=store.origin)
-    except ProofError as exc:
-        raise TamperError(f"the log's latest checkpoint does not verify: {exc}") from exc
-    if head.size == saved.size:
-        if head.root != saved.root:
-            raise TamperError(f"two different checkpoints were signed at size {saved.size}")
-        return head
-    proof = store.consistency_proof(saved.size, head.size)
-    try:
-        merkle.verify_consistency(saved.size, head.size, saved.root, head.root, proof)
-    except ProofError as exc:
-        raise TamperError(
-            f"the log at size {head.size} does not extend the saved checkpoint at size "
-            f"{saved.size}: {exc}"
-        ) from exc
-    return head

@@ -1,6 +1,6 @@
 """Offline-verifiable receipts: one ledger entry, its inclusion proof and a signed checkpoint.
 
-A receipt (DESIGN §5) is the JSON object::
+A receipt (docs/design.md §5) is the JSON object::
 
     {"entry": {...}, "leaf_index": n, "tree_size": n,
      "inclusion_proof": ["<base64>", ...], "checkpoint": "<signed note>",
@@ -75,7 +75,7 @@ __all__ = [
 RECEIPT_FIELDS = frozenset(
     {"entry", "leaf_index", "tree_size", "inclusion_proof", "checkpoint", "log_vkey"}
 )
-"""Exactly the fields of a receipt (DESIGN §5); any other field is a format error."""
+"""Exactly the fields of a receipt (docs/design.md §5); any other field is a format error."""
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 """The first line of a C2SP tlog-proof."""

@@ -1,6 +1,6 @@
 """The embedded ledger: an RFC 9162 Merkle log in one SQLite file (WAL mode).
 
-Durability modes (DESIGN §7; both survive ``kill -9`` of the writing process):
+Durability modes (docs/design.md §7; both survive ``kill -9`` of the writing process):
 
 * ``durable`` — ``PRAGMA synchronous = FULL``: every commit fsyncs the write-ahead
   log before :meth:`SQLiteLedger.append` returns, so an acknowledged entry also
@@ -28,7 +28,8 @@ Invariants (see also :mod:`clearance._internal.ledger.store`):
   :meth:`~SQLiteLedger.checkpoint_covering`. Before signing, the store proves the new
   tree consistent with the previous checkpoint (RFC 9162 §2.1.4) and refuses with
   :class:`~clearance.errors.TamperError` otherwise; C2SP tlog-checkpoint requires
-  that a log never signs two inconsistent checkpoints.
+  that a log never signs two inconsistent checkpoints (:mod:`.sqlite_checkpoints`,
+  which also logs a checkpoint that could not be signed or anchored).
 * Opening proves the file before the tree is trusted (:mod:`.sqlite_trust`): the
   latest stored checkpoint verifies and the stored tree extends it; the tree extends
   every anchored checkpoint (:mod:`.anchor`, fail-closed rule 12); no derived
@@ -53,42 +54,39 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from clearance._internal.ledger import merkle
 from clearance._internal.ledger.anchor import AnchorKeeper, CheckpointAnchor
-from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
+from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.groupcommit import GroupCommit
+from clearance._internal.ledger.sqlite_checkpoints import Checkpoints
 from clearance._internal.ledger.sqlite_db import (
     MAX_ROWS_PER_INSERT,
     Prepared,
     Tree,
-    connect,
     extend,
-    initialise,
     insert_entries,
     load_tree,
+    open_writer,
     prepare,
     translate,
 )
 from clearance._internal.ledger.sqlite_reader import LedgerReader
-from clearance._internal.ledger.sqlite_rows import first_bad_row
 from clearance._internal.ledger.sqlite_trust import (
     check_anchors,
     check_extends,
     check_grace,
     check_rows,
+    extension_on_disk,
     latest_stored_checkpoint,
+    prove_stored,
 )
-from clearance._internal.ledger.store import Checkpoint, Durability, StoredEntry
-from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
-
-_SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
-_INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)"
+from clearance._internal.ledger.store import Checkpoint, StoredEntry
+from clearance._internal.limits import DEFAULT_LIMITS, DURABILITIES, Durability
+from clearance.errors import Error, InputError, LedgerError, TamperError
 
 
 class SQLiteLedger:
@@ -109,7 +107,6 @@ class SQLiteLedger:
         """Wrap an open, initialised write connection; :meth:`open` is the public constructor."""
         self._path = path
         self._conn = conn
-        self._signer = signer
         self._verifier = signer.verifier()
         self._vkey = self._verifier.vkey()
         self._origin = origin
@@ -118,11 +115,11 @@ class SQLiteLedger:
         self._closed = False
         self._broken: LedgerError | None = None
         self._tree = Tree(0, ())
-        self._latest: Checkpoint | None = None
-        self._last_signed = float("-inf")
+        self._checkpoints = Checkpoints(
+            conn, path, signer=signer, origin=origin, interval=checkpoint_interval
+        )
         self._group: GroupCommit[Prepared, int] = GroupCommit(self._commit)
         self._anchor = anchor
-        self._keeper: AnchorKeeper | None = None  # set once the anchor is checked
         self._generation = 0
         self._stop = threading.Event()
         self._ticker = threading.Thread(
@@ -139,7 +136,7 @@ class SQLiteLedger:
         signer: NoteSigner,
         origin: str,
         durability: Durability = "durable",
-        checkpoint_interval: float = 0.2,
+        checkpoint_interval: float = DEFAULT_LIMITS.checkpoint_interval,
         anchor: CheckpointAnchor | None = None,
         grace: float | None = None,
         clock: Callable[[], float] | None = None,
@@ -158,22 +155,15 @@ class SQLiteLedger:
         checkpoint, an anchored file is missing, a derived column was edited, or
         unsigned entries are older than ``grace``.
         """
-        if durability not in _SYNCHRONOUS:
+        if durability not in DURABILITIES:
             raise InputError(f"durability must be 'durable' or 'relaxed', not {durability!r}")
         if not checkpoint_interval > 0:
             raise InputError("checkpoint_interval must be a positive number of seconds")
         if grace is not None and not (grace > 0 and clock is not None):
             raise InputError("grace must be a positive number of seconds, given with a clock")
         path = Path(path)
-        with translate(path, "opening the ledger"):
-            conn = connect(path, read_only=False)
+        conn = open_writer(path, durability, origin, signer.vkey())
         try:
-            with translate(path, "opening the ledger"):
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise LedgerError(f"ledger at {path} cannot use WAL mode (got {mode!r})")
-                conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
-                initialise(conn, path, origin, signer.vkey())
             store = cls(
                 path,
                 conn,
@@ -202,23 +192,16 @@ class SQLiteLedger:
             tree = Tree(size, frontier)
             latest = latest_stored_checkpoint(conn, path, self._verifier, self._origin)
             if latest is not None:
-                self._check_extends(latest, tree)
+                check_extends(conn, path, latest.size, latest.root, tree, "its signed checkpoint")
             if self._anchor is not None:
                 anchored = check_anchors(
                     conn, path, tree, latest, self._anchor, self._verifier, self._origin
                 )
-                self._keeper = AnchorKeeper(self._anchor, self._verifier, anchored)
+                self._checkpoints.keeper = AnchorKeeper(self._anchor, self._verifier, anchored)
             check_rows(self._reads, tree.size)
             if grace is not None and now is not None:
                 check_grace(conn, tree, latest, now, grace)
-        self._tree, self._latest = tree, latest
-
-    def _check_extends(self, cp: Checkpoint, tree: Tree) -> None:
-        """TamperError unless ``tree`` is a consistent extension of checkpoint ``cp``.
-
-        Reads through the write connection, which sees every committed row.
-        """
-        check_extends(self._conn, self._path, cp.size, cp.root, tree, "its signed checkpoint")
+        self._tree, self._checkpoints.latest = tree, latest
 
     # --- properties ----------------------------------------------------------------
 
@@ -292,13 +275,14 @@ class SQLiteLedger:
             self._reload_after_failure()
             raise
         self._tree = new
-        if time.monotonic() - self._last_signed >= self._interval:
+        if self._checkpoints.due():
             try:
                 self._sign(new)
             except TamperError:
                 raise  # fail closed: the log no longer extends what it signed
-            except LedgerError:
-                pass  # the entries are committed; the ticker retries the checkpoint
+            except LedgerError as exc:
+                # The entries are committed; the ticker retries the checkpoint.
+                self._checkpoints.failed(exc, new.size)
         return starts
 
     def _reload_after_failure(self) -> None:
@@ -311,11 +295,7 @@ class SQLiteLedger:
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            size, frontier = load_tree(self._conn)
-            old, new = self._tree, Tree(size, frontier)
-            check_extends(self._conn, self._path, old.size, old.root, new, "the tree it had")
-            first_bad_row(self._conn, old.size, new.size)
-            self._tree = new
+            self._tree = extension_on_disk(self._conn, self._path, self._tree)
             self._generation += 1
         except TamperError as exc:
             self._broken = TamperError(
@@ -336,40 +316,22 @@ class SQLiteLedger:
     # --- checkpoints ---------------------------------------------------------------------
 
     def _sign(self, tree: Tree) -> Checkpoint | None:
-        """Sign and store a checkpoint for ``tree`` after proving it extends the latest one.
+        """Sign a checkpoint for ``tree`` (:meth:`Checkpoints.sign`), with the commit role held.
 
-        Runs with the commit role held; None for an empty tree. On TamperError (``tree``
-        is not consistent with the latest checkpoint, which C2SP tlog-checkpoint forbids
-        signing) the store also refuses every later append.
+        On TamperError (``tree`` is not consistent with the latest checkpoint, which C2SP
+        tlog-checkpoint forbids signing) the store also refuses every later append.
         """
-        latest = self._latest
-        if tree.size == 0:
-            return None
-        if latest is not None and latest.size >= tree.size:
-            return latest
-        now = time.monotonic()
         try:
-            with translate(self._path, "signing a checkpoint"):
-                if latest is not None:
-                    self._check_extends(latest, tree)
-                try:
-                    cp = sign_checkpoint(self._signer, self._origin, tree.size, tree.root)
-                except Error as exc:
-                    raise LedgerError(f"cannot sign a checkpoint for {self._path}: {exc}") from exc
-                self._conn.execute(_INSERT_CHECKPOINT, (cp.size, cp.root, cp.note))
+            return self._checkpoints.sign(tree)
         except TamperError as exc:
             self._broken = TamperError(f"ledger refuses further appends: {exc}", index=exc.index)
             raise
-        self._latest, self._last_signed = cp, now
-        if self._keeper is not None:
-            self._keeper.first(cp)  # a log's first checkpoint is anchored at once
-        return cp
 
     def _sign_now(self, covering: int) -> Checkpoint:
         """Sign a checkpoint of the current tree unless one already covers ``covering``."""
         with self._group.exclusive():
             self._check_usable()
-            latest = self._latest
+            latest = self._checkpoints.latest
             if latest is not None and latest.size > covering:
                 return latest
             tree = self._tree
@@ -380,22 +342,23 @@ class SQLiteLedger:
 
     def _tick(self) -> None:
         """Background: sign a checkpoint when appends have stopped short of one."""
+        checkpoints = self._checkpoints
         while not self._stop.wait(self._interval):
-            tree, latest = self._tree, self._latest
+            tree, latest = self._tree, checkpoints.latest
             pending = tree.size > (latest.size if latest is not None else 0)
-            if pending and time.monotonic() - self._last_signed >= self._interval:
+            if pending and checkpoints.due():
                 try:
                     self._sign_now(tree.size - 1)
-                except Error:
-                    continue  # appends report the failure; try again next tick
+                except Error as exc:
+                    checkpoints.failed(exc, tree.size)
+                    continue  # appends report the failure too; try again next tick
             # Anchoring happens here, off the append path: the anchor lags by a tick.
-            keeper, latest = self._keeper, self._latest
-            if keeper is not None and latest is not None and self._broken is None:
-                keeper.advance_quietly(latest)  # a no-op unless the keeper is behind
+            if self._broken is None:
+                checkpoints.anchor_quietly()
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest signed checkpoint, if any."""
-        return self._latest
+        return self._checkpoints.latest
 
     def checkpoint_covering(self, index: int, timeout: float = 2.0) -> Checkpoint:
         """A signed checkpoint whose size exceeds ``index``, waiting up to ``timeout`` seconds.
@@ -406,7 +369,7 @@ class SQLiteLedger:
         self._check_usable()
         if index < 0:
             raise LedgerError(f"leaf index must be non-negative, got {index}")
-        latest = self._latest
+        latest = self._checkpoints.latest
         if latest is not None and latest.size > index:
             return latest
         if not self._group.wait_until(lambda: self._tree.size > index, timeout):
@@ -470,26 +433,7 @@ class SQLiteLedger:
         ``stored.entry`` is taken to be what the reader parsed from ``stored.leaf``.
         """
         self._check_usable()
-        return self._prove(stored, self._tree)
-
-    def _prove(self, stored: StoredEntry, tree: Tree) -> StoredEntry:
-        index = stored.index
-        if not 0 <= index < tree.size or not isinstance(stored.leaf, bytes):
-            raise TamperError(
-                f"entry {index} is not in this ledger's tree of {tree.size} entries", index=index
-            )
-        proof = self._reads.inclusion_proof(index, tree.size)
-        try:
-            merkle.verify_inclusion(
-                index, tree.size, merkle.leaf_hash(stored.leaf), proof, tree.root
-            )
-        except ProofError as exc:
-            raise TamperError(
-                f"entry {index} as stored in {self._path} is not the entry the verified tree "
-                f"holds at that index ({exc}): the row was altered",
-                index=index,
-            ) from exc
-        return stored
+        return prove_stored(self._reads, self._path, stored, self._tree)
 
     def last_in_trace(self, trace_id: str, kind: str) -> StoredEntry | None:
         """The newest committed entry of type ``kind`` in trace ``trace_id``, proven.
@@ -501,7 +445,7 @@ class SQLiteLedger:
         self._check_usable()
         tree = self._tree
         found = self._reads.last_in_trace(trace_id, kind, tree.size)
-        return None if found is None else self._prove(found, tree)
+        return None if found is None else prove_stored(self._reads, self._path, found, tree)
 
     def root(self, size: int | None = None) -> bytes:
         """The RFC 9162 root hash of the first ``size`` leaves (default: all)."""
@@ -541,11 +485,11 @@ class SQLiteLedger:
         if self._ticker.is_alive():
             self._ticker.join()
         try:
-            tree, latest = self._tree, self._latest
+            tree, latest = self._tree, self._checkpoints.latest
             if self._broken is None and tree.size > (latest.size if latest else 0):
-                latest = self._sign_now(tree.size - 1)
-            if self._keeper is not None and self._broken is None and latest is not None:
-                self._keeper.advance(latest)
+                self._sign_now(tree.size - 1)
+            if self._broken is None:
+                self._checkpoints.anchor()
         finally:
             with self._group.exclusive(), translate(self._path, "closing the ledger"):
                 self._closed = True

@@ -169,6 +169,31 @@ def connect(path: Path, *, read_only: bool, busy_timeout: float = 10.0) -> sqlit
     return conn
 
 
+_SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
+"""``durable`` fsyncs every commit; ``relaxed`` only at WAL checkpoints (see :mod:`.sqlite`)."""
+
+
+def open_writer(path: Path, durability: str, origin: str, vkey: str) -> sqlite3.Connection:
+    """The write connection of the ledger at ``path``: WAL mode, ``durability``, initialised.
+
+    Creates the schema of a new file, or checks that an existing one belongs to
+    ``origin`` (:func:`initialise`). LedgerError otherwise; nothing stays open.
+    """
+    with translate(path, "opening the ledger"):
+        conn = connect(path, read_only=False)
+    try:
+        with translate(path, "opening the ledger"):
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"ledger at {path} cannot use WAL mode (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+            initialise(conn, path, origin, vkey)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
     """The ``meta`` table as a dict (empty for a database that is not a ledger yet)."""
     exists = conn.execute(
@@ -180,7 +205,7 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def entry_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be a ledger entry (DESIGN §5: an object with type, v, at), or None."""
+    """Why ``value`` cannot be a ledger entry (docs/design.md §5: type, v, at), or None."""
     if not isinstance(value, Mapping):
         return f"a ledger entry must be a JSON object, not {type(value).__name__}"
     kind = value.get("type")

@@ -2,7 +2,7 @@
 
 :class:`~clearance._internal.ledger.sqlite.SQLiteLedger` runs these checks when it opens a
 file (and, for the rows another writer added, when it reloads after a failed
-commit). Together they are fail-closed rule 12 (DESIGN §4): a ledger that does not
+commit). Together they are fail-closed rule 12 (docs/design.md §4): a ledger that does not
 extend the last anchored checkpoint — rolled back, rewritten and re-hashed, with
 deleted checkpoints or edited derived columns — is refused with a
 :class:`~clearance.errors.TamperError` naming the problem and, where known, the
@@ -30,7 +30,9 @@ In order:
    (:func:`~clearance._internal.ledger.anchor.stale_problem`).
 
 Steps 1, 2 and 4 read O(log n) rows. Leaf *bytes* are not hashed here: a leaf edited
-in place is caught when read (:meth:`SQLiteLedger.prove`) and by the full audit.
+in place is caught when read (:func:`prove_stored`, behind :meth:`SQLiteLedger.prove`)
+and by the full audit. After a failed commit, :func:`extension_on_disk` applies the
+same rules to whatever another writer added.
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ from pathlib import Path
 from clearance._internal.ledger import merkle
 from clearance._internal.ledger.anchor import CheckpointAnchor, stale_problem
 from clearance._internal.ledger.checkpoint import NoteVerifier, parse_checkpoint
-from clearance._internal.ledger.sqlite_db import Tree, sqlite_type
+from clearance._internal.ledger.sqlite_db import Tree, load_tree, sqlite_type
 from clearance._internal.ledger.sqlite_reader import LedgerReader, range_hashes
 from clearance._internal.ledger.sqlite_rows import first_bad_row, parse_stored_leaf
-from clearance._internal.ledger.store import Checkpoint
+from clearance._internal.ledger.store import Checkpoint, StoredEntry
 from clearance.errors import ProofError, TamperError
 
 _LAST_GOOD_ROWS = 64
@@ -221,3 +223,40 @@ def check_rows(reads: LedgerReader, size: int) -> None:
         error = future.exception()
         if error is not None:
             raise error
+
+
+def prove_stored(reads: LedgerReader, path: Path, stored: StoredEntry, tree: Tree) -> StoredEntry:
+    """``stored`` once its leaf is proven at its index in ``tree`` (RFC 9162 §2.1.3).
+
+    TamperError(index=stored.index) when the index is outside the tree or the leaf's
+    hash and its inclusion proof do not lead to the tree's root.
+    """
+    index = stored.index
+    if not 0 <= index < tree.size or not isinstance(stored.leaf, bytes):
+        raise TamperError(
+            f"entry {index} is not in this ledger's tree of {tree.size} entries", index=index
+        )
+    proof = reads.inclusion_proof(index, tree.size)
+    try:
+        merkle.verify_inclusion(index, tree.size, merkle.leaf_hash(stored.leaf), proof, tree.root)
+    except ProofError as exc:
+        raise TamperError(
+            f"entry {index} as stored in {path} is not the entry the verified tree "
+            f"holds at that index ({exc}): the row was altered",
+            index=index,
+        ) from exc
+    return stored
+
+
+def extension_on_disk(conn: sqlite3.Connection, path: Path, old: Tree) -> Tree:
+    """The tree in the file, proven to extend ``old`` with honest derived columns.
+
+    For a store whose commit failed: another writer may have appended meanwhile.
+    TamperError when the file's tree does not extend ``old`` (RFC 9162 §2.1.4) or
+    a row added since has a derived column that differs from its leaf.
+    """
+    size, frontier = load_tree(conn)
+    new = Tree(size, frontier)
+    check_extends(conn, path, old.size, old.root, new, "the tree it had")
+    first_bad_row(conn, old.size, new.size)
+    return new

@@ -15,7 +15,7 @@ Invariants every implementation keeps:
 * Every failure is a :class:`~clearance.errors.LedgerError`; no sqlite3 or
   psycopg exception escapes.
 * A store opens only on a log that extends its anchored checkpoints
-  (:mod:`clearance._internal.ledger.anchor`; DESIGN §4 rule 12). Its in-memory tree is the
+  (:mod:`clearance._internal.ledger.anchor`; docs/design.md §4 rule 12). Its in-memory tree is the
   one proven then, extended only by its own commits (or, after a failed commit, by
   another writer's rows proven to extend it: :attr:`LedgerStore.generation`).
   Reads return stored bytes; :meth:`LedgerStore.prove` checks them against that
@@ -26,12 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-Durability = Literal["durable", "relaxed"]
+from typing import Any, Protocol
 
 ENTRY_TYPES = ("policy", "decision", "approval", "execution", "key", "trace")
-"""Entry ``type`` values. The first five are DESIGN §5's; ``trace`` records a mandate."""
+"""Entry ``type`` values (docs/design.md §5); ``trace`` records a mandate."""
 
 
 def index_ref(entry: Mapping[str, Any]) -> str | None:

@@ -1,6 +1,6 @@
 """Policy bundles: YAML files with CEL conditions, validated and merged into one document.
 
-Bundle format (DESIGN §3)
+Bundle format (docs/design.md §3)
 -------------------------
 
 A bundle is a directory of ``*.yaml`` / ``*.yml`` files, read non-recursively in
@@ -44,7 +44,10 @@ these top-level keys, and no others:
     ``now`` and ``approval``, and may call the helpers of
     :mod:`clearance._internal.policy.functions`. A condition that fails (missing key,
     type mismatch, non-boolean result) denies the whole decision, naming the
-    rule, so read optional attributes behind ``has(...)``.
+    rule, so read optional attributes behind ``has(...)`` or with the helper
+    ``get(map, key, default)``. Every number a condition reads is a CEL
+    ``double``, so write ``1.0``, not ``1``, in arithmetic (see
+    :mod:`clearance._internal.policy.cel_engine`).
 
 A bundle with no rules denies everything (``default-deny``), as does the
 :class:`~clearance._internal.policy.cel_engine.DenyAllEngine` used when nothing is loaded.
@@ -67,8 +70,9 @@ tools, data, rules}`` with every default filled in: tools as ``{args_schema:
 order as ``{id, effect, principals (default ["*"]), actions (default ["*"]),
 when (stripped, default "true"), message (default "")}``. Numbers follow JSON
 (RFC 8785 writes ``200.0`` as ``200``), so an integral float in the bundle is
-loaded as an integer: the live engine and one rebuilt from the logged document
-then see the same values. The digest is
+loaded as an integer, and conditions see every number, ``data`` and principal
+attributes included, as a CEL double: the live engine and one rebuilt from the
+logged document then see the same values. The digest is
 :func:`clearance._internal.canonical.json_digest` of the document (``sha256:`` + hex of
 SHA-256 over its RFC 8785 form). :func:`bundle_from_document` validates a
 document exactly like a file and rebuilds an identical bundle (same digest).

@@ -6,7 +6,7 @@ Invariants (in addition to those of :mod:`clearance._internal.policy.engine`):
   (``unknown-action``); then the tool's ``args_schema`` is checked
   (``args-schema``); only then are rules evaluated. Nothing matching, or no
   rules at all, denies with ``default-deny`` (fail-closed rule 1).
-* Combining (DESIGN §3): deny rules are evaluated first; any that matches
+* Combining (docs/design.md §3): deny rules are evaluated first; any that matches
   decides ``deny``. Otherwise every remaining candidate is evaluated, so that a
   failing rule of any effect is seen; then ``approval_required`` beats ``allow``.
   The reasons list every matching rule of the winning effect, in bundle order.
@@ -18,11 +18,24 @@ Invariants (in addition to those of :mod:`clearance._internal.policy.engine`):
   another action is never evaluated, so its cost and its failures never touch
   this action.
 
-Variables (DESIGN §3): ``principal`` is ``{"id": <id>, "attrs": <registry
+Variables (docs/design.md §3): ``principal`` is ``{"id": <id>, "attrs": <registry
 attributes, or {} for an unregistered principal>}``; ``action``; ``resource``,
 ``purpose``, ``input`` and ``approval`` (``null`` when absent); ``args``;
 ``trace`` (the gate's facts, as given); ``data`` (the bundle's); ``now`` (a
 timezone-aware time, a CEL timestamp; a naive time is a PolicyError).
+
+Numbers: every JSON number a condition sees is a CEL ``double`` (CEL's own JSON
+convention), in ``args``, ``input``, ``trace``, ``principal.attrs``, ``data``
+and ``approval``; booleans stay booleans
+(:func:`clearance._internal.policy.cel_source.cel_value`). The intent digest,
+the grant and the ledger hold a JSON number as a number (RFC 8785 writes
+``60.0`` as ``60``), so ``60``, ``60.0`` and ``6e1`` decide alike and a live
+decision equals its replay from the ledger. Rule literals stay as written:
+comparisons across ``int`` and ``double`` work (``args.n == 3``,
+``args.n < 5``), arithmetic does not (``args.n + 1`` fails the rule with
+"Unsupported operation: double + int"), so write numeric literals with a
+decimal point in arithmetic (``args.n + 1.0``) or convert with ``double()`` /
+``int()``; index a list with ``int(args.i)``.
 
 Performance (common-expression-language 0.10, measured): converting a Python
 value into CEL costs 1.5-2.5 µs per string, map key or map (the binding tries
@@ -82,6 +95,12 @@ and the digest is
 _DEFAULT_DENY: Final = Reason("default-deny", "no rule allows this action")
 _CANDIDATE_CACHE_LIMIT: Final = 4096
 _UNDEFINED: Final = re.compile(r"Undefined variable or function: '([^']+)'")
+_OPERATION: Final = re.compile(r"Unsupported operation: (\w+) (\S+) (\w+)")
+_CEL_TYPE_NAMES: Final = {"float": "double", "str": "string", "dict": "map", "NoneType": "null"}
+_NUMBER_HINT: Final = (
+    " (every number a policy reads is a double: write numeric literals with a decimal "
+    "point, 1.0 not 1, or convert with double() or int())"
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,11 @@ def _make_plan(rules: tuple[Rule, ...]) -> _Plan:
     return _Plan(rules, tuple(names.values()), names, functions)
 
 
+def _cel_type_name(value: object) -> str:
+    name = type(value).__name__
+    return _CEL_TYPE_NAMES.get(name, name)
+
+
 def _describe_error(exc: Exception, plan: _Plan) -> str:
     if isinstance(exc, KeyError):
         return f"no such key: {exc.args[0] if exc.args else '?'}"
@@ -120,6 +144,15 @@ def _describe_error(exc: Exception, plan: _Plan) -> str:
         cut = text.find(noise)
         if cut > 0:
             text = text[:cut]
+    # The binding names operand types as Python does; policy authors read CEL.
+    operation = _OPERATION.match(text)
+    if operation:
+        left, right = (_CEL_TYPE_NAMES.get(t, t) for t in operation.group(1, 3))
+        text = f"Unsupported operation: {left} {operation.group(2)} {right}"
+        if {left, right} in ({"double", "int"}, {"double", "uint"}):
+            text += _NUMBER_HINT
+    elif text.startswith("No such overload") or "got 'double', want 'int" in text:
+        text += _NUMBER_HINT
     return text
 
 
@@ -270,7 +303,7 @@ def _run(
         if result is True:
             matched.append(rule)
         elif result is not False:
-            kind = "null" if result is None else type(result).__name__
+            kind = _cel_type_name(result)
             failures.append(
                 Reason(rule.id, f"rule {rule.id} failed: returned {kind} instead of a bool")
             )

@@ -22,7 +22,16 @@ kind of failure as the original for every input):
   and ``has(args.card.number)`` becomes a variable holding the answer. The
   engine binds such a variable only when the path exists (a missing key
   leaves it unbound, and reading an unbound variable fails, as reading a
-  missing key does). A use of the whole root (``size(args)``) keeps the root.
+  missing key does). The map handed to the helper ``get`` with a plain string
+  literal key (``args.get("memo", "")`` or ``get(args.card, "number", "")``)
+  becomes a variable holding a map of at most that one entry: ``get`` reads
+  nothing else of it, and when the map itself is missing or is not a map the
+  variable is unbound, so the rule fails as ``get`` would. A use of the whole
+  root (``size(args)``) keeps the root.
+
+Values (:func:`cel_value`, :func:`cel_literal`): every JSON number a condition
+sees is a CEL ``double``, whether it is bound, folded from ``data`` or read
+through a whole root; see :func:`cel_value` for why.
 """
 
 from __future__ import annotations
@@ -41,9 +50,11 @@ __all__ = [
     "binding_values",
     "bound_names",
     "cel_literal",
+    "cel_value",
     "flatten",
     "fold_data",
     "in_has",
+    "picked_key",
     "root_references",
     "tokenize",
 ]
@@ -161,20 +172,22 @@ def root_references(tokens: list[Token], roots: Collection[str]) -> list[tuple[i
 
 
 def cel_literal(value: Any) -> str:
-    """CEL source for a JSON value (strings via JSON escapes, which CEL shares)."""
+    """CEL source for a JSON value (strings via JSON escapes, which CEL shares).
+
+    Every number is written as a CEL double (``100`` becomes ``100.0``), so that
+    folded ``data`` holds the same values as ``data`` bound whole: see
+    :func:`cel_value`.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return f"({value})" if value < 0 else str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        if not math.isfinite(value):
+    if isinstance(value, int | float):
+        number = cel_value(value)
+        text = repr(number)  # a finite float's repr always has a "." or an exponent
+        if not math.isfinite(number):
             raise ValueError(f"cannot write {text} as a CEL literal")
-        if "." not in text and "e" not in text:
-            text += ".0"
-        return f"({text})" if value < 0 else text
+        return f"({text})" if number < 0 else text
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
@@ -214,6 +227,47 @@ def in_has(tokens: list[Token], index: int, chain: list[int]) -> bool:
     )
 
 
+_PLAIN_STRING: Final = re.compile(r"\"([^\"\\\n]*)\"|'([^'\\\n]*)'")
+
+
+def picked_key(tokens: list[Token], index: int, chain: list[int]) -> str | None:
+    """The key when the reference at ``index`` is the map of ``get(map, "key", ...)``.
+
+    Both call styles count: ``args.card.get("number", d)`` and
+    ``get(args.card, "number", d)``. The key must be a plain string literal
+    (quoted, no prefix, no escapes); anything else returns None.
+    """
+    last = chain[-1] if chain else index
+    if (
+        last + 5 < len(tokens)
+        and tokens[last + 1].is_punct(".")
+        and tokens[last + 2].kind == "ident"
+        and tokens[last + 2].text == "get"
+        and tokens[last + 3].is_punct("(")
+        and tokens[last + 4].kind == "string"
+        and tokens[last + 5].is_punct(",")
+    ):
+        literal = tokens[last + 4].text
+    elif (
+        index >= 2
+        and tokens[index - 1].is_punct("(")
+        and tokens[index - 2].kind == "ident"
+        and tokens[index - 2].text == "get"
+        and not (index >= 3 and tokens[index - 3].is_punct("."))
+        and last + 3 < len(tokens)
+        and tokens[last + 1].is_punct(",")
+        and tokens[last + 2].kind == "string"
+        and tokens[last + 3].is_punct(",")
+    ):
+        literal = tokens[last + 2].text
+    else:
+        return None
+    plain = _PLAIN_STRING.fullmatch(literal)
+    if plain is None:
+        return None
+    return plain.group(1) if plain.group(1) is not None else plain.group(2)
+
+
 def fold_data(source: str, tokens: list[Token], data: Mapping[str, Any]) -> str:
     """``source`` with every read of ``data`` replaced by the literal value it reads."""
     pieces: list[str] = []
@@ -242,30 +296,37 @@ class Binding:
     """A variable the compiled program reads, and how the engine computes it.
 
     ``path == ()`` binds the whole root under its own name. Otherwise ``name``
-    holds the value at ``path`` inside ``root`` or, when ``test``, whether the
-    last key of ``path`` is present (``has``).
+    holds the value at ``path`` inside ``root``; when ``test``, whether the
+    last key of ``path`` is present (``has``); when ``pick``, the map at
+    ``path`` without its last key, reduced to at most that key's entry (the
+    map argument of ``get``).
     """
 
     name: str
     root: str
     path: tuple[str, ...] = ()
     test: bool = False
+    pick: bool = False
     steps: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    """The keys to walk before binding: ``path`` without its last key for a test."""
+    """The keys to walk before binding: ``path`` without its last key for a test or a pick."""
 
     def __post_init__(self) -> None:
         # Frozen dataclass: object.__setattr__ is the sanctioned way to cache a derived field.
-        object.__setattr__(self, "steps", self.path[:-1] if self.test else self.path)
+        object.__setattr__(self, "steps", self.path[:-1] if self.test or self.pick else self.path)
 
     def describe(self) -> str:
         """The expression this binding stands for, e.g. ``args.card.number``."""
+        if self.pick:
+            parent = ".".join((self.root, *self.steps))
+            return f"{parent}.get({json.dumps(self.path[-1], ensure_ascii=False)})"
         text = ".".join((self.root, *self.path))
         return f"has({text})" if self.test else text
 
 
-def _flat_name(root: str, path: list[str], test: bool) -> str:
+def _flat_name(root: str, path: list[str], kind: str) -> str:
     # Length-prefixed parts keep the encoding injective; users cannot bind "__" names.
-    return f"__{'h' if test else 'v'}_{root}" + "".join(f"_{len(p)}{p}" for p in path)
+    # kind: "v" a value, "h" a has() test, "g" the one-entry map of a get().
+    return f"__{kind}_{root}" + "".join(f"_{len(p)}{p}" for p in path)
 
 
 def flatten(
@@ -286,11 +347,16 @@ def flatten(
     for index, chain in root_references(tokens, flat):
         root = tokens[index].text
         names = [tokens[k].text for k in chain]
-        if not chain:  # cannot happen for a root with a need tree; keep the root to be safe
+        key = picked_key(tokens, index, chain)
+        if key is not None:
+            path = (*names, key)
+            binding = Binding(_flat_name(root, list(path), "g"), root, path, pick=True)
+            start, end = tokens[index].start, tokens[chain[-1] if chain else index].end
+        elif not chain:  # cannot happen for a root with a need tree; keep the root to be safe
             bindings[root] = Binding(root, root)
             continue
-        if in_has(tokens, index, chain):
-            binding = Binding(_flat_name(root, names, True), root, tuple(names), True)
+        elif in_has(tokens, index, chain):
+            binding = Binding(_flat_name(root, names, "h"), root, tuple(names), True)
             start, end = tokens[index - 2].start, tokens[chain[-1] + 1].end
         else:
             node = needs[root]
@@ -300,8 +366,8 @@ def flatten(
                 node = node.get(name) if isinstance(node, Mapping) else None
                 if node is None:
                     break
-            path = names[:used]
-            binding = Binding(_flat_name(root, path, False), root, tuple(path))
+            path = tuple(names[:used])
+            binding = Binding(_flat_name(root, list(path), "v"), root, path)
             start, end = tokens[index].start, tokens[chain[used - 1]].end
         pieces.append(source[cursor:start])
         pieces.append(binding.name)
@@ -311,7 +377,76 @@ def flatten(
     return "".join(pieces), tuple(bindings.values())
 
 
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+def cel_value(value: Any) -> Any:
+    """The value a condition sees for the JSON value ``value``: every number a CEL double.
+
+    Invariant: two JSON values that RFC 8785 writes alike are converted to the
+    same value, type for type. The digest, the grant and the ledger hold a JSON
+    number as a number (``60``, ``60.0`` and ``6e1`` are all written ``60``), so
+    the policy must not tell them apart either, or a live decision and its
+    replay from the ledger could differ. CEL's own JSON convention
+    (``google.protobuf.Value``) gives the rule: a JSON number is a ``double``.
+
+    * An ``int`` (never a ``bool``) becomes the ``float`` of the same value. The
+      intent and the bundle admit integers within ±(2**53-1) only, and the
+      ledger only larger ones that are a double's RFC 8785 text, so the
+      conversion is exact.
+    * ``-0.0`` becomes ``0.0`` (RFC 8785 writes both as ``0``; CEL's ``1.0 / x``
+      would tell them apart).
+    * Strings, booleans and ``None`` are kept; dicts and lists (and other
+      mappings and sequences) are copied with their items converted, so the
+      caller's value is never mutated. Anything else (a ``datetime`` for
+      ``now``) is returned as is, for the CEL binding to convert or refuse.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value + 0.0  # IEEE 754: -0.0 + 0.0 is +0.0; every other float is unchanged
+    if kind is int:
+        return float(value)
+    if kind is dict:
+        return _cel_dict(value)
+    if kind is list:
+        return _cel_list(value)
+    return _cel_value_unusual(value)
+
+
+def _cel_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    # Scalars are converted inline: this runs for every whole-root binding.
+    copy: dict[str, Any] = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            copy[key] = item
+        elif kind is float:
+            copy[key] = item + 0.0
+        elif kind is int:
+            copy[key] = float(item)
+        else:
+            copy[key] = cel_value(item)
+    return copy
+
+
+def _cel_list(value: Collection[Any]) -> list[Any]:
+    return [cel_value(item) for item in value]
+
+
+def _cel_value_unusual(value: Any) -> Any:
+    """:func:`cel_value` for types other than the exact JSON ones (subclasses, tuples)."""
+    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
+        return bool(value)
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, float):
+        return float(value) + 0.0
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return _cel_dict(value)
+    if isinstance(value, list | tuple):
+        return _cel_list(value)
+    return value
 
 
 def binding_values(bindings: Collection[Binding], roots: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,28 +455,36 @@ def binding_values(bindings: Collection[Binding], roots: Mapping[str, Any]) -> d
     A missing key, or a step into something that is not a map, leaves the
     binding unbound, so reading it fails as reading the missing key would; a
     presence test of a key in something that is not a map fails too, as
-    ``has()`` does in the binding.
+    ``has()`` does in the binding, and so does a ``get`` from something that is
+    not a map, as the helper does. Every bound value goes through
+    :func:`cel_value` once, so numbers are doubles at every depth whether a
+    condition reads a flattened path or a whole root.
     """
     values: dict[str, Any] = {}
     for binding in bindings:
-        value = roots.get(binding.root)
+        value: Any = roots.get(binding.root)
         try:
             for name in binding.steps:
                 # JSON values: only a map can be indexed by a string key; a list or a
                 # string raises TypeError, a missing key KeyError.
-                value = value[name]  # type: ignore[index]
+                value = value[name]
         except (KeyError, TypeError, IndexError):
             continue
         kind = type(value)
-        if kind is dict:
-            mapping: Mapping[str, Any] | None = value
-        elif kind in _SCALARS:
-            mapping = None
-        else:
-            mapping = value if isinstance(value, Mapping) else None
-        if binding.test:
-            if mapping is not None:
-                values[binding.name] = binding.path[-1] in mapping
+        if binding.test or binding.pick:
+            if kind is dict or (
+                kind is not str and kind is not list and isinstance(value, Mapping)
+            ):
+                key = binding.path[-1]
+                if binding.test:
+                    values[binding.name] = key in value
+                else:
+                    values[binding.name] = {key: cel_value(value[key])} if key in value else {}
             continue
-        values[binding.name] = dict(mapping) if mapping is not None and kind is not dict else value
+        if kind is str or kind is bool or value is None:
+            values[binding.name] = value
+        elif kind is float:
+            values[binding.name] = value + 0.0
+        else:
+            values[binding.name] = cel_value(value)
     return values

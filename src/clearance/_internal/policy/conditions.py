@@ -34,12 +34,14 @@ from typing import Any, Final, TypeAlias
 import cel
 
 from clearance._internal.policy.cel_source import (
+    FLAT_ROOTS,
     Binding,
     Token,
     bound_names,
     flatten,
     fold_data,
     in_has,
+    picked_key,
     root_references,
     tokenize,
 )
@@ -65,7 +67,7 @@ ROOTS: Final[tuple[str, ...]] = (
     "now",
     "approval",
 )
-"""The variables a condition may read (DESIGN §3)."""
+"""The variables a condition may read (docs/design.md §3)."""
 
 BUILTINS: Final[frozenset[str]] = frozenset(
     {
@@ -162,7 +164,10 @@ def _needs(tokens: list[Token], roots: Collection[str]) -> dict[str, Need]:
     """For each root, the tree of field paths the condition reads the value of.
 
     A chain that is the argument of ``has(...)`` tests presence and reads no
-    value, so it adds nothing to the tree (the root still appears).
+    value, so it adds nothing to the tree (the root still appears). The map of
+    a request variable handed to ``get`` with a literal key reads only that
+    key's value. ``data.get("x", d)`` reads ``data`` whole, so a key it asks for
+    need not exist (``get`` is for optional keys), unlike ``data.x``.
     """
     found: dict[str, Need] = {}
     for index, chain in root_references(tokens, roots):
@@ -170,11 +175,14 @@ def _needs(tokens: list[Token], roots: Collection[str]) -> dict[str, Need]:
         tree = found.get(root, {})
         if tree is None:
             continue
-        if not chain:
+        key = picked_key(tokens, index, chain) if root in FLAT_ROOTS else None
+        if not chain and key is None:
             found[root] = None
             continue
         mutable = dict(tree)
-        if not in_has(tokens, index, chain):
+        if key is not None:
+            _insert(mutable, [*(tokens[k].text for k in chain), key])
+        elif not in_has(tokens, index, chain):
             _insert(mutable, [tokens[k].text for k in chain])
         found[root] = mutable
     return found

@@ -5,7 +5,7 @@ Invariants:
 * Evaluation is a pure function of (bundle, :class:`EvaluationInput`): the same
   input under the same bundle digest yields the same :class:`Decision`. Time
   comes in as ``now``; trace facts come from the gate, never from the caller.
-* Combining (DESIGN §3): any matching ``deny`` wins, then ``approval_required``,
+* Combining (docs/design.md §3): any matching ``deny`` wins, then ``approval_required``,
   then ``allow``; nothing matching means ``deny``.
 * ``evaluate`` never raises for a rule's failure: a rule that errors yields a
   ``deny`` whose reason names the rule and the error (fail-closed rule 3). It
@@ -73,7 +73,7 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class EvaluationInput:
-    """Everything a policy may look at for one intent (DESIGN §3 variables)."""
+    """Everything a policy may look at for one intent (docs/design.md §3 variables)."""
 
     principal: str
     action: str

@@ -1,7 +1,7 @@
 """Helper functions available in every policy condition (``when``).
 
 The CEL binding ships the CEL core only (no ``lowerAscii``, no URL parsing), so
-policies about tool arguments get this small set of pure helpers (DESIGN §3).
+policies about tool arguments get this small set of pure helpers (docs/design.md §3).
 Every helper is deterministic: its result depends on its arguments only, never
 on a clock, the locale or the network. Every helper checks its argument types
 and raises ``TypeError`` with a clear message otherwise; inside a condition
@@ -22,8 +22,8 @@ same call.
                            ``upper("straße") == "STRASSE"``).
 ``urls(text) -> list``     The ``http://`` and ``https://`` URLs in
                            ``text``, in order of first appearance, without
-                           duplicates; trailing sentence punctuation and
-                           unbalanced closing brackets are not part of a URL.
+                           duplicates; where one ends: see "Token
+                           boundaries" below.
 ``emails(text) -> list``   The e-mail addresses in ``text`` (as written), in
                            order of first appearance, without duplicates.
 ``domains(text) -> list``  Domain names found in ``text``, ASCII letters
@@ -43,7 +43,69 @@ same call.
                            ``badexample.com`` is not). ASCII case and a
                            trailing dot are ignored; an empty ``p`` matches
                            nothing.
+``get(m, key, default)``   The value of ``key`` in the map ``m``, or
+                           ``default`` when ``m`` has no such key or holds
+                           ``null`` there: the idiom for optional values,
+                           ``args.get("memo", "")`` instead of ``!has(args.memo)
+                           || args.memo == null || ...``. ``m`` must be a map
+                           and ``key`` a string, else the rule fails; so
+                           ``get(get(args, "card", {}), "number", "")`` reads
+                           an optional field of an optional object. With a
+                           plain string literal key the engine binds only that
+                           entry of ``m`` (see ``cel_source``).
 ========================== ================================================
+
+CEL's own optional syntax (``args.?memo.orValue("")``) would say the same, but
+the binding (common-expression-language 0.10) does not parse it ("unsupported
+syntax '.?'"); a test notices when it does.
+
+Token boundaries
+----------------
+
+``urls``, ``emails``, ``domains`` and ``mentions`` read prose, where a name is
+followed by punctuation, brackets, quotes or the next sentence. Exactly:
+
+* A URL is ``http://`` or ``https://`` (letter case ignored) and every
+  character after it up to white space or one of ``< > " ' ` { } | \\ ^``.
+  Then, from the end, each of ``. , ; : ! ? ' "`` is dropped, and so is a ``)``
+  or ``]`` while the URL holds more of it than of its opening bracket
+  (``(see https://a.example/x).`` gives ``https://a.example/x``;
+  ``http://b.org/(x)`` keeps its balanced bracket).
+* A domain name is two or more labels joined by ``.``: a label is letters and
+  digits (any script), ``_`` and ``-``, starting and ending with a letter or
+  digit, and the last label is 2 to 63 letters. A bare name may not be
+  preceded by a letter, digit, ``_``, ``.``, ``@`` or ``-``, and must end
+  where neither a letter, digit, ``_`` or ``-`` nor a ``.`` followed by a
+  letter or digit comes next: ``example.com.``, ``example.com,``,
+  ``'www.x.com'`` and ``“y.org”!`` give the plain name, and
+  ``a.b.com.evil.org`` is one name.
+* An e-mail address is a local part (letters, digits, ``_ . % + -``, not
+  preceded by a letter, digit, ``_``, ``.``, ``+`` or ``-``) then ``@`` then a
+  domain name that ends as above:
+  ``"bob@x.com",`` and ``bob@x.com;cc alice@y.org`` give ``bob@x.com`` (and
+  ``alice@y.org``).
+* Sentence break. A ``.`` followed, with no space, by a word of
+  :data:`SENTENCE_OPENERS` (``They``, ``Then``, ``Thanks``...: exactly one capital
+  letter then lower-case letters) that ends the run of name characters, ends
+  the URL, e-mail address or domain name before that ``.``:
+  ``www.our-company.com.They sent`` gives ``www.our-company.com``, and
+  ``Visit www.example.com.Then pay`` gives ``www.example.com``, and
+  ``https://x.org/pay.Then`` gives ``https://x.org/pay``. What is left of a
+  domain name or an e-mail domain must still be a domain name
+  (``localhost.Then`` gives nothing). Every opener is a
+  common English sentence start that is *not* a top-level domain (a test
+  checks them against the IANA root zone list), so a real host never loses a
+  label: ``paypal.com.Ru``, ``x.com.Xyz``, ``x.com.It`` and ``a.b.com.Evil.org``
+  stay whole. That is deliberate: anyone can register a name under ``com.ru``,
+  so reading ``paypal.com.Ru`` as ``paypal.com`` would let a stranger's host
+  pass an allowlist.
+* Limits of the sentence break, stated plainly: only those words, only that
+  capitalization (``THEN`` and ``then`` are labels), only after a name (never
+  before one), and one word. A sentence that starts with any other word
+  (``It``, ``You``, ``Now`` are TLDs; other languages) stays glued to the
+  name, which then reads longer than meant: an allowlist check denies it, it
+  never allows more. ``domain(s)`` reads one value, not prose, and has no
+  sentence break (``domain("x.com.Then")`` is ``x.com.then``).
 
 Look-alikes are different values. Wherever a helper compares or lower-cases
 for comparison (``mentions``, ``is_subdomain``, ``domain``, ``domains``), only
@@ -66,8 +128,11 @@ match may not continue a word on either side, where a word continues through
 letters, digits, ``_``, combining marks (Unicode category M) and invisible
 format characters (category Cf, such as ZERO WIDTH JOINER), and through ``.``,
 ``-``, ``@`` and ``+`` when one of those word characters follows on the far
-side. So ``ob@x.com`` is not mentioned in ``bob@x.com``, ``bob@x.com`` is not
-mentioned in ``bob@x.com.evil.org``, ``acme`` is not mentioned in
+side, except that a sentence break (see "Token boundaries") ends a match too;
+the text's case matters for that rule only. So ``ob@x.com`` is not mentioned
+in ``bob@x.com``, ``bob@x.com`` is not mentioned in ``bob@x.com.evil.org``,
+``bob@x.com.Evil.org``, ``bob@x.com.Ru`` or ``bob@x.com.THEN`` (but is in
+``bob@x.com.They said`` and in ``"bob@x.com",``), ``acme`` is not mentioned in
 ``acme\\u0301`` (``acmé`` with a combining accent) nor in ``acme\\u200dx``, and
 ``bob`` is mentioned in ``bob's`` and in ``Bob.``. A number matches a number
 written in the text with the same value: ``200`` is mentioned in ``$200``,
@@ -91,9 +156,11 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "HELPERS",
+    "SENTENCE_OPENERS",
     "domain",
     "domains",
     "emails",
+    "get",
     "is_subdomain",
     "lower",
     "mentions",
@@ -117,6 +184,27 @@ _TRAILING: Final = ".,;:!?'\""
 _BRACKETS: Final = {")": "(", "]": "["}
 _CONNECTORS: Final = frozenset(".-@+")
 _ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_DOMAIN_NAME: Final = re.compile(rf"(?:{_LABEL}\.)+[^\W\d_]{{2,63}}")
+_CAPITALIZED: Final = re.compile(r"[A-Z][a-z]+")
+
+SENTENCE_OPENERS: Final[frozenset[str]] = frozenset(
+    {
+        # Capitalized words that start a sentence and are not top-level domains:
+        # a test checks every one against the IANA root zone list. Never add a TLD
+        # ("It", "In", "Is", "My", "No", "Now", "Pay", "You", "Best", "Here"...).
+        *("The", "They", "Then", "There", "These", "This", "That", "Those", "Their"),
+        *("Thanks", "Thank", "Please", "Regards", "Sincerely", "Cheers", "Dear", "Hello"),
+        *("We", "He", "She", "Our", "Your", "Its", "His", "Her", "Also", "And", "But", "Or"),
+        *("If", "When", "What", "Where", "Which", "Who", "Why", "Once", "After", "Before"),
+        *("Note", "Sent", "Send", "See", "Visit", "Reply", "Let", "Just", "Sorry", "Yes"),
+        *("For", "From", "With", "Again", "Otherwise", "However", "Meanwhile", "Attached"),
+    }
+)
+"""The words that end a URL, e-mail address or domain name when glued to it by a ``.``.
+
+``www.our-company.com.They sent`` is a missing space, not the host
+``www.our-company.com.they``; see the module docstring for the exact rule.
+"""
 
 
 def _ascii_lower(text: str) -> str:
@@ -141,6 +229,8 @@ def _type_name(value: object) -> str:
         return "map"
     if isinstance(value, float):
         return "double"
+    if isinstance(value, str):
+        return "string"
     return type(value).__name__
 
 
@@ -166,20 +256,50 @@ def _trim_url(url: str) -> str:
     return url
 
 
+def _cut_sentence(token: str) -> str:
+    """``token`` without a final ``.`` + sentence opener (see :data:`SENTENCE_OPENERS`).
+
+    The caller passes a token that ends where its run of name characters ends,
+    so the opener is a whole word, not the start of a longer label.
+    """
+    head, dot, last = token.rpartition(".")
+    return head if dot and last in SENTENCE_OPENERS else token
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Whether a sentence opener starts at ``start`` and ends the run of name characters."""
+    match = _CAPITALIZED.match(text, start)
+    if match is None or match.group(0) not in SENTENCE_OPENERS:
+        return False
+    return not _continues(text, match.end())
+
+
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
 def urls(text: object) -> list[str]:
     """Return the http(s) URLs in ``text``, in order of first appearance, without duplicates."""
-    found = (_trim_url(m.group(0)) for m in _URL.finditer(_require_str("urls", "argument", text)))
+    source = _require_str("urls", "argument", text)
+    found = (_cut_sentence(_trim_url(m.group(0))) for m in _URL.finditer(source))
     return _unique([url for url in found if "://" in url and not url.endswith("://")])
 
 
 def emails(text: object) -> list[str]:
     """Return the e-mail addresses in ``text``, in order of first appearance, without duplicates."""
     source = _require_str("emails", "argument", text)
-    return _unique([m.group(0) for m in _EMAIL.finditer(source)])
+    found = []
+    for match in _EMAIL.finditer(source):
+        name = _email_domain(match.group(1))
+        if name:
+            found.append(match.group(0)[: match.start(1) - match.start(0)] + name)
+    return _unique(found)
+
+
+def _email_domain(name: str) -> str:
+    """The domain of an e-mail match after the sentence cut, or ``""`` if none is left."""
+    cut = _cut_sentence(name)
+    return cut if cut == name or _DOMAIN_NAME.fullmatch(cut) else ""
 
 
 def _url_host(url: str) -> str:
@@ -204,13 +324,17 @@ def domains(text: object) -> list[str]:
     source = _require_str("domains", "argument", text)
     found: list[tuple[int, str]] = []
     for match in _URL.finditer(source):
-        host = _url_host(_trim_url(match.group(0)))
+        host = _url_host(_cut_sentence(_trim_url(match.group(0))))
         if host:
             found.append((match.start(), host))
     for match in _EMAIL.finditer(source):
-        found.append((match.start(1), _ascii_lower(match.group(1))))
+        name = _email_domain(match.group(1))
+        if name:
+            found.append((match.start(1), _ascii_lower(name)))
     for match in _BARE_DOMAIN.finditer(source):
-        found.append((match.start(1), _ascii_lower(match.group(1))))
+        name = _cut_sentence(match.group(1))
+        if _DOMAIN_NAME.fullmatch(name):
+            found.append((match.start(1), _ascii_lower(name)))
     found.sort(key=lambda item: item[0])
     return _unique([name for _, name in found])
 
@@ -242,7 +366,12 @@ def is_subdomain(domain: object, parent: object) -> bool:
 def _normalize(text: str) -> str:
     # ASCII-only folding: casefold(), lower() and NFKC all equate look-alikes
     # ("\u212a" -> "k", "\ufb01" -> "fi"), which let a tainted trace pay a twin payee.
-    return _SPACES.sub(" ", _ascii_lower(text)).strip()
+    return _ascii_lower(_collapse(text))
+
+
+def _collapse(text: str) -> str:
+    """``text`` with runs of white space as one space, stripped (case kept)."""
+    return _SPACES.sub(" ", text).strip()
 
 
 def _is_word(char: str) -> bool:
@@ -254,18 +383,28 @@ def _is_word(char: str) -> bool:
     return category[0] == "M" or category == "Cf"
 
 
-def _bounded(text: str, start: int, end: int) -> bool:
-    """True when ``text[start:end]`` neither continues nor is continued by a word."""
+def _continues(text: str, end: int) -> bool:
+    """Whether the run of name characters goes on at ``end`` (a word, or a connector + word)."""
+    if end >= len(text):
+        return False
+    after = text[end]
+    return _is_word(after) or (
+        after in _CONNECTORS and end + 1 < len(text) and _is_word(text[end + 1])
+    )
+
+
+def _bounded(text: str, cased: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` neither continues nor is continued by a word.
+
+    ``cased`` is ``text`` before ASCII folding (same length): a ``.`` followed by a
+    sentence opener is a sentence break, and openers are recognized by their case.
+    """
     if start > 0:
         before = text[start - 1]
         if _is_word(before) or (before in _CONNECTORS and start > 1 and _is_word(text[start - 2])):
             return False
-    if end < len(text):
-        after = text[end]
-        if _is_word(after) or (
-            after in _CONNECTORS and end + 1 < len(text) and _is_word(text[end + 1])
-        ):
-            return False
+    if _continues(text, end):
+        return text[end] == "." and _opens_sentence(cased, end + 1)
     return True
 
 
@@ -273,10 +412,11 @@ def _mentions_text(text: str, value: str) -> bool:
     needle = _normalize(value)
     if not needle:
         return False
-    haystack = _normalize(text)
+    cased = _collapse(text)
+    haystack = _ascii_lower(cased)
     start = haystack.find(needle)
     while start != -1:
-        if _bounded(haystack, start, start + len(needle)):
+        if _bounded(haystack, cased, start, start + len(needle)):
             return True
         start = haystack.find(needle, start + 1)
     return False
@@ -312,6 +452,16 @@ def mentions(text: object, value: object) -> bool:
     )
 
 
+def get(mapping: object, key: object, default: object) -> object:
+    """``mapping[key]`` when present and not null, else ``default`` (see the module docstring)."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"get() expects a map as first argument, got {_type_name(mapping)}")
+    if type(key) is not str:
+        raise TypeError(f"get() expects a string key as second argument, got {_type_name(key)}")
+    value = mapping.get(key)
+    return default if value is None else value
+
+
 HELPERS: Final[Mapping[str, Callable[..., Any]]] = {
     "lower": lower,
     "upper": upper,
@@ -321,5 +471,6 @@ HELPERS: Final[Mapping[str, Callable[..., Any]]] = {
     "domain": domain,
     "mentions": mentions,
     "is_subdomain": is_subdomain,
+    "get": get,
 }
 """Every helper by the name conditions call it with."""

@@ -5,8 +5,10 @@ Invariants (fail-closed rules 1 and 2):
 * :meth:`PolicyHolder.load` raises :class:`~clearance.errors.PolicyError` when
   the first load fails, so a gate without a valid bundle refuses to start.
 * After that, a bundle that fails to load or validate is refused: the last good
-  engine stays active and :attr:`PolicyHolder.last_error` says why. There is no
-  path to an empty or permissive policy.
+  engine stays active, :attr:`PolicyHolder.last_error` says why, and the refusal is
+  logged on the ``clearance.policy`` logger at WARNING with the loader's message
+  (once per change of the files; an unreadable directory once per new message).
+  There is no path to an empty or permissive policy.
 * The swap is one reference assignment, so a reader sees either the old engine
   or the new one, never a mixture; reloads are serialized by a lock.
 
@@ -18,7 +20,7 @@ signature that already failed is not retried until the files change again (or
 
 Each bundle that becomes active (the first load, and every reload that swaps in
 a new digest) is linted (:func:`clearance._internal.policy.lint.lint_bundle`), and every
-warning is logged on the ``clearance._internal.policy`` logger at WARNING, naming the
+warning is logged on the ``clearance.policy`` logger at WARNING, naming the
 bundle path, the rule id and the code. Linting is advisory: it never refuses a
 bundle, and a failure inside it is logged and ignored.
 """
@@ -30,6 +32,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from clearance._internal.limits import DEFAULT_LIMITS
 from clearance._internal.policy.bundle import policy_files
 from clearance._internal.policy.cel_engine import CelPolicyEngine
 from clearance._internal.policy.lint import lint_bundle
@@ -37,8 +40,8 @@ from clearance.errors import PolicyError
 
 __all__ = ["DEFAULT_INTERVAL", "PolicyHolder"]
 
-DEFAULT_INTERVAL: float = 1.0
-"""Seconds between two looks at the bundle's files."""
+DEFAULT_INTERVAL: float = DEFAULT_LIMITS.policy_reload
+"""Seconds between two looks at the bundle's files (:attr:`Limits.policy_reload`)."""
 
 Signature = tuple[tuple[str, int, int], ...]
 
@@ -69,7 +72,11 @@ def _signature(path: Path) -> Signature:
 
 
 class PolicyHolder:
-    """The active policy engine of a bundle on disk, reloaded when its files change."""
+    """The active policy engine of a bundle on disk, reloaded when its files change.
+
+    A :class:`~clearance._internal.policy.source.PolicySource`: the gate calls
+    :meth:`engine_at` once per decision.
+    """
 
     def __init__(
         self,
@@ -124,6 +131,11 @@ class PolicyHolder:
         """Digest of the active bundle."""
         return self._engine.digest
 
+    def engine_at(self, now: float) -> CelPolicyEngine:
+        """The active engine after :meth:`maybe_reload` at ``now`` (a bad bundle never raises)."""
+        self.maybe_reload(now)
+        return self._engine
+
     def maybe_reload(self, now: float) -> bool:
         """Reload if the files changed; look at most once per interval. True if swapped.
 
@@ -141,7 +153,7 @@ class PolicyHolder:
             try:
                 signature = _signature(self._path)
             except PolicyError as exc:
-                self.last_error = str(exc)
+                self._refused(str(exc), repeat=False)
                 return False
             if signature == self._signature or signature == self._failed:
                 return False
@@ -158,7 +170,7 @@ class PolicyHolder:
             try:
                 signature = _signature(self._path)
             except PolicyError as exc:
-                self.last_error = str(exc)
+                self._refused(str(exc), repeat=True)
                 return False
             return self._reload_locked(signature)
 
@@ -167,11 +179,11 @@ class PolicyHolder:
             engine = self._loader(self._path)
         except PolicyError as exc:
             self._failed = signature
-            self.last_error = str(exc)
+            self._refused(str(exc), repeat=True)
             return False
         except Exception as exc:  # a loader bug must not take the gate's policy away
             self._failed = signature
-            self.last_error = f"unexpected error while loading the bundle: {exc!r}"
+            self._refused(f"unexpected error while loading the bundle: {exc!r}", repeat=True)
             return False
         self._signature, self._failed, self.last_error = signature, None, None
         if engine.digest == self._engine.digest:
@@ -179,3 +191,20 @@ class PolicyHolder:
         self._engine = engine
         _log_lint(self._path, engine)
         return True
+
+    def _refused(self, message: str, *, repeat: bool) -> None:
+        """Record (and log) why a reload was refused; the last good engine stays active.
+
+        A files signature that failed is not retried until the files change, so a
+        loader's refusal is logged once per change; a directory that cannot even be
+        listed is looked at every interval, so that message is logged only when new
+        (``repeat=False``).
+        """
+        if repeat or message != self.last_error:
+            _log.warning(
+                "policy bundle %s: reload refused, keeping bundle %s: %s",
+                self._path,
+                self._engine.digest,
+                message,
+            )
+        self.last_error = message

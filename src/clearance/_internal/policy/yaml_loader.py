@@ -14,10 +14,16 @@ Invariants:
   dates stay strings (``expires_at: 2026-02-01T00:00:00Z`` is the string as
   written), because a policy document must be plain JSON.
 * Every error is a :class:`~clearance.errors.PolicyError` naming the file and
-  line. :class:`SourceChecker` gives validators the same: a failure names the
-  file, line, path and problem, and values are checked to be plain JSON
-  (finite numbers within ±2**53, no dates, sets or bytes; integral floats
-  become integers, as RFC 8785 would write them).
+  line. A syntax error inside a value also names the key and the enclosing rule
+  (``rules[].id``) or test case (``cases[].name``) when the text shows them, and
+  says how to write the value: a CEL expression such as ``a ? b : c`` or
+  ``!has(x)`` is not a plain YAML scalar (``: `` starts a mapping, a leading
+  ``!`` a tag), so it must be quoted or written as a folded block (``when: >``).
+  :class:`SourceChecker` gives validators the same: a failure names the file,
+  line, path and problem, and values are checked to be plain JSON (finite
+  numbers within ±2**53, no dates, sets or bytes; integral floats become
+  integers, as RFC 8785 would write them). The policy engine reads every
+  number as a CEL double anyway (:func:`clearance._internal.policy.cel_source.cel_value`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ MAX_FILE_BYTES: Final[int] = 1024 * 1024
 _MAX_DEPTH: Final = 64
 _SAFE: Final = 2**53 - 1
 _BOOL: Final = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_KEY_LINE: Final = re.compile(r"^( *)(?:- +)*([A-Za-z_][\w.-]*) *:(?: |$)")
+_FLOW_KEY: Final = re.compile(r"([A-Za-z_][\w.-]*) *: ")
+_ITEM_LINE: Final = re.compile(r"^( *)-(?: |$)")
+_TOP_KEY: Final = re.compile(r"^([A-Za-z_][\w.-]*) *:")
+_ITEM_NAMES: Final = {"rules": ("rule", "id"), "cases": ("case", "name")}
+_CEL_KEYS: Final = frozenset({"when"})
 
 
 @dataclass
@@ -170,7 +182,8 @@ def parse_yaml(text: str, name: str) -> LoadedFile:
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         problem = exc.problem or exc.context or "invalid YAML"
-        raise PolicyError(f"{where}: {problem}") from None
+        hint = _syntax_hint(text, mark.line, mark.column, problem) if mark else ""
+        raise PolicyError(f"{where}: {problem}{hint}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"{name}: invalid YAML: {exc}") from None
     except RecursionError:
@@ -178,6 +191,91 @@ def parse_yaml(text: str, name: str) -> LoadedFile:
     finally:
         loader.dispose()
     return loaded
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _significant(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _key_of(lines: list[str], row: int, column: int) -> tuple[str, int] | None:
+    """The key whose value holds the error at (row, column), and the row of that key.
+
+    In a flow mapping (``{id: x, when: ...}``) it is the last key before the
+    column on the same line; otherwise the nearest key line at or above ``row``
+    that is indented no deeper than ``row`` (a plain scalar's continuation lines
+    are indented below their key).
+    """
+    flow_keys = _FLOW_KEY.findall(lines[row][:column])
+    if "{" in lines[row][:column] and flow_keys:
+        return flow_keys[-1], row
+    depth = _indent(lines[row])
+    for index in range(row, -1, -1):
+        line = lines[index]
+        if not _significant(line):
+            continue
+        match = _KEY_LINE.match(line)
+        if match and _indent(line) <= depth:
+            return match.group(2), index
+        if _indent(line) < depth and not match:
+            return None
+    return None
+
+
+def _item_label(lines: list[str], row: int) -> str:
+    """``rule 'id'`` (or ``case 'name'``) for the list item around ``row``, if the text shows it."""
+    start = None
+    for index in range(row, -1, -1):
+        item = _ITEM_LINE.match(lines[index])
+        if item and _indent(lines[index]) <= _indent(lines[row]):
+            start = index
+            break
+    if start is None:
+        return ""
+    top = next((ln for ln in reversed(lines[:start]) if _TOP_KEY.match(ln)), None)
+    section = _TOP_KEY.match(top) if top is not None else None
+    if section is None or section.group(1) not in _ITEM_NAMES:
+        return ""
+    kind, field_name = _ITEM_NAMES[section.group(1)]
+    level = _indent(lines[start])
+    found = re.compile(rf"(?:^|[\s{{,])(?:- +)?{field_name} *: *[\"']?([^\"',}}#\s]+)")
+    for index in range(start, len(lines)):
+        line = lines[index]
+        if index > start and _significant(line) and _indent(line) <= level:
+            break
+        match = found.search(line)
+        if match:
+            return f"{kind} {match.group(1)!r}"
+    return ""
+
+
+def _syntax_hint(text: str, row: int, column: int, problem: str) -> str:
+    """Advice for a YAML syntax error inside a value, or ``""`` when there is none to give."""
+    lines = text.splitlines()
+    if row >= len(lines):
+        return ""
+    found = _key_of(lines, row, column)
+    if found is None:
+        return ""
+    key, key_row = found
+    if key not in _CEL_KEYS and problem != "mapping values are not allowed here":
+        return ""
+    label = _item_label(lines, key_row)
+    where = f" ({label}, in {key!r})" if label else f" (in {key!r})"
+    if key in _CEL_KEYS:
+        return (
+            f'{where}: quote the expression ({key}: "...") or write it as a folded block '
+            f"({key}: >, then the expression on the next lines, indented); in a plain YAML "
+            "value ': ' starts a new key, ' #' a comment and a leading '!' a tag"
+        )
+    return (
+        f"{where}: quote the value ({key}: \"...\"); YAML reads ': ' inside a plain value "
+        "as a new key"
+    )
 
 
 def load_yaml_file(path: Path) -> LoadedFile:

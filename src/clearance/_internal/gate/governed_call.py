@@ -1,0 +1,223 @@
+"""Running a governed call: authorize, verify, run the body, record its outcome.
+
+Invariants (docs/design.md §1 steps 5-7, fail-closed rules 6 and 9):
+
+* The body never runs unless its grant verified: :meth:`GovernedCalls.begin` decides
+  (ledger first), then verifies the grant it was just issued, and only then does
+  ``with gate.clearance(...)`` enter its body; :meth:`GovernedCalls.execute` verifies
+  a grant from elsewhere before calling ``body``.
+* A grant for a call run in this process is addressed to ``in_process_audience``,
+  which no executor accepts, and is verified exactly once, right after it was issued,
+  with a :class:`~clearance._internal.gate.verification.SingleUse` guard: its single
+  use holds by construction and costs no replay-store write. Grants for other
+  executors go through the durable replay store.
+* After the body ran, its outcome is appended; if that fails it is spooled durably
+  (:mod:`clearance._internal.gate.spool`) and appended on the next open. An outcome
+  the ledger and the spool both refuse raises
+  :class:`~clearance.errors.OutcomeUnrecorded` (the body ran), is counted, and is
+  logged on ``clearance.gate`` at ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from clearance._internal import entries
+from clearance._internal.canonical import json_digest
+from clearance._internal.gate.authorizer import Authorizer
+from clearance._internal.gate.binding import TraceBinder
+from clearance._internal.gate.cleared import Authorization, Cleared
+from clearance._internal.gate.spool import Spool
+from clearance._internal.gate.traces import RunningRequest, Trace, enter_request, exit_request
+from clearance._internal.gate.verification import GrantVerifier, SingleUse
+from clearance._internal.grants.jti_store import ReplayGuard
+from clearance._internal.grants.token import GrantClaims
+from clearance._internal.intent import Intent
+from clearance._internal.ledger.store import LedgerStore
+from clearance._internal.policy.engine import Decision
+from clearance.errors import InputError, LedgerError, OutcomeUnrecorded
+
+R = TypeVar("R")
+
+log = logging.getLogger("clearance.gate")
+
+
+class OutcomeRecorder:
+    """Appends execution outcomes, falling back to the spool (see the module invariants)."""
+
+    def __init__(
+        self,
+        *,
+        ledger: LedgerStore,
+        spool: Spool | None,
+        clock: Callable[[], float],
+        executor: str,
+    ) -> None:
+        """Record into ``ledger`` (else ``spool``) as ``executor``."""
+        self._ledger = ledger
+        self._spool = spool
+        self._clock = clock
+        self._executor = executor
+        self.unrecorded = 0
+        """How many outcomes neither the ledger nor the spool took (each also logged)."""
+
+    def record(
+        self, cleared: Cleared, status: str, error_type: str | None, duration_us: int
+    ) -> None:
+        """Append the outcome of a body that ran; OutcomeUnrecorded if nothing takes it."""
+        result_digest = None
+        if cleared.has_result:
+            try:
+                result_digest = json_digest(cleared.result)
+            except InputError:
+                result_digest = None
+        auth = cleared.authorization
+        entry = entries.execution_entry(
+            self._clock(),
+            request_id=auth.request_id,
+            trace_id=auth.intent.trace_id,
+            decision_index=auth.decision_index,
+            jti=cleared.claims.jti,
+            status=status,
+            error_type=error_type,
+            result_digest=result_digest,
+            duration_us=duration_us,
+            executor=self._executor,
+        )
+        try:
+            self._ledger.append(entry)
+            return
+        except LedgerError as exc:
+            ledger_problem = exc
+        try:
+            if self._spool is None:
+                raise LedgerError("no spool is configured")
+            self._spool.put(entry)
+        except LedgerError as exc:
+            self.unrecorded += 1
+            log.error(
+                "outcome of request %s UNRECORDED after its body ran: ledger: %s; spool: %s",
+                auth.request_id,
+                ledger_problem,
+                exc,
+            )
+            raise OutcomeUnrecorded(
+                f"the body of request {auth.request_id} ran, but its outcome ({status}) could "
+                f"not be recorded: the ledger failed ({ledger_problem}) and so did the spool "
+                f"({exc})",
+                request_id=auth.request_id,
+            ) from exc
+
+
+class GovernedCalls:
+    """One gate's governed calls: the steps from an intent to a recorded outcome."""
+
+    def __init__(
+        self,
+        *,
+        binder: TraceBinder,
+        authorizer: Authorizer,
+        verifier: GrantVerifier,
+        recorder: OutcomeRecorder,
+        replay_guard: ReplayGuard,
+        owner: object,
+        audience: str,
+        in_process_audience: str,
+    ) -> None:
+        """Compose the gate's collaborators; ``owner`` is the gate's private token."""
+        self._binder = binder
+        self._authorizer = authorizer
+        self._verifier = verifier
+        self._replay_guard = replay_guard
+        self._owner = owner
+        self._audience = audience
+        self._in_process_audience = in_process_audience
+        self.record = recorder.record
+        """Bound once: :class:`GovernedCall` calls it on every exit."""
+
+    def begin(
+        self, intent: Intent | Mapping[str, Any], trace: Trace | None
+    ) -> tuple[Cleared, RunningRequest]:
+        """Entering ``gate.clearance``: authorize, then verify the grant once, in process."""
+        binding = self._binder.bind(intent, trace)
+        # The grant is addressed to this gate's in-process verifier alone, which checks
+        # it once, right here: see the module invariants for why no replay-store write.
+        audience = self._in_process_audience
+        authorization = self._authorizer.authorize(binding, audience=audience)
+        claims = self._verifier.verify(
+            authorization.grant, authorization.intent, audience=audience, replay=SingleUse()
+        )
+        request = RunningRequest(
+            self._owner,
+            cast(str, authorization.intent.trace_id),
+            authorization.request_id,
+            authorization.decision_index,
+            binding.depth,
+        )
+        return Cleared(authorization, claims), request
+
+    def verify(self, grant: str, intent: Intent | Mapping[str, Any]) -> GrantClaims:
+        """A grant presented by another process; its jti goes into the durable replay store."""
+        return self._verifier.verify(
+            grant, intent, audience=self._audience, replay=self._replay_guard
+        )
+
+    def execute(self, grant: str, intent: Intent | Mapping[str, Any], body: Callable[[], R]) -> R:
+        """Run ``body`` only if ``grant`` verifies for ``intent``; record the outcome."""
+        parsed = intent if isinstance(intent, Intent) else Intent.from_json(intent)
+        claims = self.verify(grant, parsed)
+        decision = Decision("allow", (), claims.pol)
+        cleared = Cleared(Authorization(claims.rid, parsed, decision, claims.lix, grant), claims)
+        started = time.perf_counter()
+        status, error_type = "ok", None
+        try:
+            result = body()
+            cleared.record_result(result)
+            return result
+        except BaseException as exc:
+            status, error_type = "error", type(exc).__qualname__
+            raise
+        finally:
+            self.record(cleared, status, error_type, int((time.perf_counter() - started) * 1e6))
+
+
+class GovernedCall:
+    """The context manager ``gate.clearance`` returns (one per governed call).
+
+    ``__enter__`` runs only the gate's checks; the body runs between the two
+    halves with this request as the running one; ``__exit__`` records the
+    outcome, ``error`` with the exception type when the body raised, which then
+    propagates unchanged. A class rather than a generator keeps this per-call
+    wrapper cheap.
+    """
+
+    __slots__ = ("_calls", "_cleared", "_intent", "_started", "_token", "_trace")
+
+    def __init__(
+        self, calls: GovernedCalls, intent: Intent | Mapping[str, Any], trace: Trace | None
+    ) -> None:
+        self._calls = calls
+        self._intent = intent
+        self._trace = trace
+
+    def __enter__(self) -> Cleared:
+        cleared, request = self._calls.begin(self._intent, self._trace)
+        self._cleared = cleared
+        self._token = enter_request(request)
+        self._started = time.perf_counter()
+        return cleared
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        duration_us = int((time.perf_counter() - self._started) * 1e6)
+        exit_request(self._token)
+        status, error_type = ("ok", None) if exc_type is None else ("error", exc_type.__qualname__)
+        self._calls.record(self._cleared, status, error_type, duration_us)
