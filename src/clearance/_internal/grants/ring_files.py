@@ -25,7 +25,6 @@ import fcntl
 import json
 import math
 import os
-import secrets
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from clearance._internal import sealing, strict_json
 from clearance._internal.canonical import canonical_json
+from clearance._internal.files import fsync_dir, write_atomic
 from clearance._internal.grants.jwk import jwk_thumbprint, parse_jwk, public_jwk
 from clearance.errors import InputError, SigningKeyError
 
@@ -117,34 +117,6 @@ def check_seal_key(seal_key: bytes | None) -> None:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a fresh ``mode`` file, fsync and rename (OSError out)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def only_active(directory: Path, records: tuple[RingKey, ...]) -> RingKey:
     """The one active key of ``records``; SigningKeyError unless there is exactly one."""
     active = [r for r in records if r.retired is None]
@@ -176,7 +148,7 @@ def new_key(directory: Path, now: float) -> RingKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomic(directory / f"{kid}.pem", pem, 0o600)
+    write_atomic(directory / f"{kid}.pem", pem, mode=0o600)
     return RingKey(kid, public, float(now))
 
 
@@ -186,7 +158,7 @@ def write_jwks(directory: Path, records: tuple[RingKey, ...], seal_key: bytes | 
     if seal_key is not None:
         document[SEAL_MEMBER] = _seal_of(seal_key, document)
     data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    _write_atomic(directory / JWKS_FILE, data, 0o644)
+    write_atomic(directory / JWKS_FILE, data, mode=0o644)
 
 
 def remove_private_keys(directory: Path, *, except_kid: str) -> None:
@@ -194,7 +166,7 @@ def remove_private_keys(directory: Path, *, except_kid: str) -> None:
     for pem in directory.glob("*.pem"):
         if pem.name != f"{except_kid}.pem":
             pem.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _read_document(directory: Path, seal_key: bytes | None) -> tuple[dict[str, Any], bool]:

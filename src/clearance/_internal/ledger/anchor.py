@@ -64,16 +64,16 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from clearance._internal.files import write_atomic
 from clearance._internal.ledger.checkpoint import MAX_NOTE_SIZE, NoteVerifier, parse_checkpoint
 from clearance._internal.ledger.store import Checkpoint
 from clearance.errors import Error, InputError, LedgerError, ProofError, TamperError
@@ -130,34 +130,6 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str, *, sync: bool) -> None:
-    """Replace ``path`` with ``text``: temp file, fsync, rename, directory fsync."""
-    data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if sync:
-        _fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -258,7 +230,7 @@ class AnchorFile:
                             index=None,
                         )
                     return False  # only ever advance
-                _write_atomic(self.path, checkpoint.note, sync=sync)
+                write_atomic(self.path, checkpoint.note.encode("utf-8"), mode=0o644, sync=sync)
                 return True
         except OSError as exc:
             raise LedgerError(
@@ -271,7 +243,7 @@ class AnchorFile:
         try:
             self._prepare_directory()
             with _locked(self.lock_path):
-                _write_atomic(self.path, checkpoint.note, sync=sync)
+                write_atomic(self.path, checkpoint.note.encode("utf-8"), mode=0o644, sync=sync)
         except OSError as exc:
             raise LedgerError(f"cannot write {self.describe()}: {exc.strerror or exc}") from None
 
