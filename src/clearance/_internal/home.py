@@ -311,12 +311,18 @@ def _write_private(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def init_home(path: Path, *, now: float, example_policies: bool = True) -> Home:
-    """Create a home: settings, example bundle, grant key, log key. Refuses to overwrite.
+def init_home(path: str | os.PathLike[str], *, now: float, example_policies: bool = True) -> Home:
+    """Create a home at ``path``: settings, example bundle, sealed grant key ring, log key.
 
-    The settings file is written last, so a home whose creation failed half-way
-    is not mistaken for an initialised one.
+    What ``clearance init`` does, for code (tests, provisioning). ``path`` is a ``str``
+    or any path-like; ``now`` (seconds since the epoch) dates the first grant key.
+    Refuses to overwrite an existing home, or a file in the way (InputError). The
+    settings file is written last, so a home whose creation failed half-way is not
+    mistaken for an initialised one.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"init_home() takes a str or path-like, not {type(path).__name__}")
+    path = Path(path)
     if (path / SETTINGS_FILE).exists():
         raise InputError(f"{path} is already a clearance home; refusing to overwrite it")
     if path.exists() and not path.is_dir():

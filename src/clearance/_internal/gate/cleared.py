@@ -6,14 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clearance._internal.canonical import json_digest
 from clearance._internal.grants.token import GrantClaims
 from clearance._internal.intent import Intent
 from clearance._internal.policy.engine import Decision
+from clearance.errors import InputError
 
 
 @dataclass(frozen=True)
 class Authorization:
-    """An ``allow`` decision with its grant, as the gate hands it to an executor."""
+    """An ``allow`` decision with its grant, as the gate hands it to an executor.
+
+    An executor verifies :attr:`grant` against :attr:`intent` exactly as given here:
+    the gate filled in ``trace_id`` (and ``parent_id``), and the grant is bound to the
+    digest of that bound intent, not of the intent as first submitted.
+    """
 
     request_id: str
     intent: Intent
@@ -30,6 +37,10 @@ class Cleared:
     claims: GrantClaims
     result: Any = field(default=None, repr=False)
     has_result: bool = False
+    result_digest: str | None = None
+    """``sha256:`` digest of the RFC 8785 form of the recorded result (None: none recorded)."""
+    result_error: str | None = None
+    """Why a result could not be recorded (set by ``@gate.governed`` for a non-JSON value)."""
 
     @property
     def request_id(self) -> str:
@@ -42,6 +53,28 @@ class Cleared:
         return self.authorization.grant
 
     def record_result(self, value: Any) -> None:
-        """Attach the body's result; its RFC 8785 digest goes into the execution entry."""
+        """Attach the body's result; its RFC 8785 digest goes into the execution entry.
+
+        ``value`` must be a JSON value (objects, arrays, strings, finite numbers,
+        booleans, null); anything else raises InputError at once, naming the type, so
+        a result is never dropped silently: record a JSON summary instead (for a
+        datetime, its ISO string).
+        """
+        try:
+            digest = json_digest(value)
+        except InputError as exc:
+            raise InputError(
+                f"record_result() takes a JSON value, not {type(value).__qualname__}: {exc}; "
+                "record a JSON summary of it instead"
+            ) from None
         self.result = value
         self.has_result = True
+        self.result_digest = digest
+        self.result_error = None
+
+    def note_unrecordable(self, value: Any, why: str) -> None:
+        """Say in the execution entry that the result ``value`` could not be recorded."""
+        self.result = value
+        self.has_result = False
+        self.result_digest = None
+        self.result_error = why[:300]

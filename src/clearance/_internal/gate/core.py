@@ -32,7 +32,7 @@ Invariants the façade keeps (docs/design.md §1 and §4):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
@@ -328,9 +328,21 @@ class Gate:
         principal: str | None = None,
         resource: str | Callable[[Mapping[str, Any]], str] | None = None,
         purpose: str | None = None,
+        exclude: Collection[str] = (),
+        args: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a sync or async function so every call is a governed call.
 
-        See :func:`clearance._internal.gate.governed.governed` for how the intent is built.
+        ``exclude`` names parameters left out of the intent's ``args`` (injected
+        dependencies); ``args`` builds them from the bound arguments instead. See
+        :func:`clearance._internal.gate.governed.governed` for how the intent is built.
         """
-        return governed(self, action, principal=principal, resource=resource, purpose=purpose)
+        return governed(
+            self,
+            action,
+            principal=principal,
+            resource=resource,
+            purpose=purpose,
+            exclude=exclude,
+            args=args,
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
@@ -42,24 +42,47 @@ def governed(
     principal: str | None = None,
     resource: str | Callable[[Mapping[str, Any]], str] | None = None,
     purpose: str | None = None,
+    exclude: Collection[str] = (),
+    args: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async function so every call is a governed call on ``gate``.
 
-    The intent's ``args`` are the call's bound arguments (defaults applied);
+    The intent's ``args`` are the call's bound arguments (defaults applied), minus
+    the parameters named in ``exclude`` (injected dependencies: a database handle,
+    an environment object, which are not JSON and not what the policy decides on);
+    or, with ``args=``, whatever that function builds from the bound arguments.
     ``resource`` may be a template like ``"order/{order_id}"`` or a function
-    of the arguments. ``action`` defaults to the function's name and
+    of the bound arguments. ``action`` defaults to the function's name and
     ``principal`` to the principal the gate is bound to (naming another one is
     refused by the gate, unless it is a multi-principal service).
+
+    The function's return value is recorded as the call's result (its digest goes
+    into the execution entry); a value that is not JSON is recorded as
+    ``result_error`` with its type instead, and still returned.
     """
+    if args is not None and exclude:
+        raise ValueError("give either exclude= or args=, not both")
+    args_of = args  # the inner functions' own `args` is the call's positional tuple
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(fn)
         name = action or fn.__name__
+        unknown = set(exclude) - set(signature.parameters)
+        if unknown:
+            raise ValueError(
+                f"governed({name!r}): exclude= names no parameter of {fn.__qualname__}: "
+                f"{sorted(unknown)}"
+            )
 
         def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Intent:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             call_args = dict(bound.arguments)
+            intent_args = (
+                dict(args_of(call_args))
+                if args_of is not None
+                else {k: v for k, v in call_args.items() if k not in exclude}
+            )
             who = principal or gate.principal
             if who is None:
                 raise InputError(
@@ -72,7 +95,7 @@ def governed(
                 else (resource.format(**call_args) if resource is not None else None)
             )
             return Intent.create(
-                principal=who, action=name, resource=where, args=call_args, purpose=purpose
+                principal=who, action=name, resource=where, args=intent_args, purpose=purpose
             )
 
         if inspect.iscoroutinefunction(fn):
@@ -82,7 +105,7 @@ def governed(
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 with gate.clearance(build(args, kwargs)) as cleared:
                     result = await async_fn(*args, **kwargs)
-                    cleared.record_result(result)
+                    _record(cleared, result)
                     return result
 
             return cast(Callable[P, R], run_async)
@@ -91,9 +114,17 @@ def governed(
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             with gate.clearance(build(args, kwargs)) as cleared:
                 result = fn(*args, **kwargs)
-                cleared.record_result(result)
+                _record(cleared, result)
                 return result
 
         return run
 
     return decorate
+
+
+def _record(cleared: Cleared, result: Any) -> None:
+    """Record a decorated function's return value, or say why it could not be."""
+    try:
+        cleared.record_result(result)
+    except InputError as exc:
+        cleared.note_unrecordable(result, str(exc))

@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from clearance._internal import entries
-from clearance._internal.canonical import json_digest
 from clearance._internal.gate.authorizer import Authorizer
 from clearance._internal.gate.binding import TraceBinder
 from clearance._internal.gate.cleared import Authorization, Cleared
@@ -39,7 +38,7 @@ from clearance._internal.grants.token import GrantClaims
 from clearance._internal.intent import Intent
 from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.policy.engine import Decision
-from clearance.errors import InputError, LedgerError, OutcomeUnrecorded
+from clearance.errors import LedgerError, OutcomeUnrecorded
 
 R = TypeVar("R")
 
@@ -69,12 +68,7 @@ class OutcomeRecorder:
         self, cleared: Cleared, status: str, error_type: str | None, duration_us: int
     ) -> None:
         """Append the outcome of a body that ran; OutcomeUnrecorded if nothing takes it."""
-        result_digest = None
-        if cleared.has_result:
-            try:
-                result_digest = json_digest(cleared.result)
-            except InputError:
-                result_digest = None
+        result_digest = cleared.result_digest
         auth = cleared.authorization
         entry = entries.execution_entry(
             self._clock(),
@@ -88,6 +82,8 @@ class OutcomeRecorder:
             duration_us=duration_us,
             executor=self._executor,
         )
+        if cleared.result_error is not None:
+            entry["result_error"] = cleared.result_error
         try:
             self._ledger.append(entry)
             return

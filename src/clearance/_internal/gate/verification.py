@@ -97,9 +97,17 @@ class GrantVerifier:
                 leeway=self._leeway,
             )
         except InvalidGrant as exc:
-            log.info("grant refused: %s", exc.audit_reason)
-            self._record_rejection(grant, exc.audit_reason, now)
-            raise
+            reason = exc.audit_reason
+            if reason.startswith("intent digest mismatch") and _unbound(intent):
+                # The usual mistake, named in the audit log (the caller still learns nothing).
+                reason += (
+                    "; the presented intent has no trace_id: verify against "
+                    "Authorization.intent, which carries the trace the gate bound it to"
+                )
+                exc = InvalidGrant(reason)
+            log.info("grant refused: %s", reason)
+            self._record_rejection(grant, reason, now)
+            raise exc from None
         except InputError as exc:
             self._record_rejection(grant, f"malformed intent: {exc}", now)
             raise InvalidGrant(f"malformed intent: {exc}") from None
@@ -135,3 +143,10 @@ class GrantVerifier:
             if self._spool is not None:
                 with contextlib.suppress(LedgerError, InputError):
                     self._spool.put(entry)
+
+
+def _unbound(intent: Intent | Mapping[str, Any]) -> bool:
+    """True when ``intent`` names no trace (so it cannot be what the gate decided)."""
+    if isinstance(intent, Intent):
+        return intent.trace_id is None
+    return isinstance(intent, Mapping) and intent.get("trace_id") is None
