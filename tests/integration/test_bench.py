@@ -25,7 +25,8 @@ REQUIRED = (
     "ledger_appends_per_s_relaxed_8w",
     "ledger_inclusion_p50_ms_1e4",
     "ledger_inclusion_p50_ms_1e5",
-    "phase_verify_us_relaxed",
+    "phase_evaluation_us_relaxed",
+    "executor_p50_us_relaxed",
     "phase_decision_append_us_durable",
     "phase_total_us_relaxed",
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, cast
 
@@ -32,6 +33,7 @@ from clearance._internal.gate.decide import decide
 from clearance._internal.gate.facts import advance, for_request
 from clearance._internal.gate.key_trust import GateKeys
 from clearance._internal.gate.traces import TraceStates
+from clearance._internal.grants.keys import SigningKey
 from clearance._internal.grants.token import GrantClaims, issue_grant, new_jti
 from clearance._internal.ids import new_id
 from clearance._internal.intent import Intent
@@ -84,7 +86,25 @@ class Authorizer:
         return binding.intent, decide(engine, request), facts
 
     def authorize(self, binding: Binding, *, audience: str) -> Authorization:
-        """Decide and log ``binding``; a grant for ``audience`` on allow. Every failure denies."""
+        """Decide and log ``binding``; a signed grant for ``audience`` on allow.
+
+        Every failure denies. For executors in other processes (or this one, through
+        ``gate.execute``): the grant is an EdDSA JWT they verify with public keys.
+        """
+        authorization, claims, key = self.decide(binding, audience=audience)
+        return replace(authorization, grant=issue_grant(key, claims))
+
+    def decide(
+        self, binding: Binding, *, audience: str
+    ) -> tuple[Authorization, GrantClaims, SigningKey]:
+        """Decide and log ``binding``: on allow, the claims of its grant and the key that would
+        sign them, but no signature (``Authorization.grant`` is empty). Every failure denies.
+
+        ``gate.clearance`` runs the body in this process right after this returns: the
+        decision entry is durable, the intent is the very object decided, and nothing
+        leaves the process, so a signature that only this process would verify adds
+        nothing but cost. The signed token is made on demand (``Cleared.grant``).
+        """
         try:
             return self._authorize(binding, audience)
         except (Denied, InputError):
@@ -102,7 +122,9 @@ class Authorizer:
                 decision={"effect": "deny", "reasons": ["gate-error"], "detail": repr(exc)},
             ) from exc
 
-    def _authorize(self, binding: Binding, audience: str) -> Authorization:
+    def _authorize(
+        self, binding: Binding, audience: str
+    ) -> tuple[Authorization, GrantClaims, SigningKey]:
         intent = binding.intent
         trace_id = cast(str, intent.trace_id)
         now = self._clock()
@@ -191,7 +213,7 @@ class Authorizer:
             lifetime=self._grant_lifetime,
             jti=jti,
         )
-        return Authorization(request_id, intent, decision, index, issue_grant(signing_key, claims))
+        return Authorization(request_id, intent, decision, index, ""), claims, signing_key
 
     def _log_policy(self, engine: PolicyEngine, now: float) -> None:
         """Append the ``policy`` entry of ``engine``'s bundle unless the ledger holds it."""

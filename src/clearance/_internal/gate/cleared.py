@@ -3,7 +3,8 @@ inside ``with gate.clearance(...)``, a :class:`Cleared` for the body to use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clearance._internal.canonical import json_digest
@@ -47,9 +48,20 @@ class Cleared:
         """The request id of this governed call."""
         return self.authorization.request_id
 
+    sign: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    """Makes the signed grant on demand (in-process calls are not signed unless asked)."""
+
     @property
     def grant(self) -> str:
-        """The verified grant (already consumed: it cannot be presented again)."""
+        """The grant of this call as an EdDSA JWT, addressed to the gate's in-process
+        audience: no executor accepts it, so it cannot be presented again elsewhere.
+
+        A call made with ``gate.clearance`` is authorized by the gate's own object
+        handed to the body, not by a token; the token is signed here, once, only when
+        someone asks for it.
+        """
+        if not self.authorization.grant and self.sign is not None:
+            self.authorization = replace(self.authorization, grant=self.sign())
         return self.authorization.grant
 
     def record_result(self, value: Any) -> None:

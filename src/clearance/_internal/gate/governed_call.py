@@ -2,15 +2,17 @@
 
 Invariants (docs/design.md §1 steps 5-7, fail-closed rules 6 and 9):
 
-* The body never runs unless its grant verified: :meth:`GovernedCalls.begin` decides
-  (ledger first), then verifies the grant it was just issued, and only then does
-  ``with gate.clearance(...)`` enter its body; :meth:`GovernedCalls.execute` verifies
-  a grant from elsewhere before calling ``body``.
-* A grant for a call run in this process is addressed to ``in_process_audience``,
-  which no executor accepts, and is verified exactly once, right after it was issued,
-  with a :class:`~clearance._internal.gate.verification.SingleUse` guard: its single
-  use holds by construction and costs no replay-store write. Grants for other
-  executors go through the durable replay store.
+* The body never runs unless it was allowed: :meth:`GovernedCalls.begin` decides
+  (ledger first: the decision entry is durable before anything else happens) and only
+  then does ``with gate.clearance(...)`` enter its body; :meth:`GovernedCalls.execute`
+  verifies a signed grant from elsewhere (fail-closed rule 6) before calling ``body``.
+* A call run in this process is authorized by an in-process capability: the
+  :class:`Cleared` the gate hands to the body, built from the very intent object it
+  decided, carrying the grant's claims (addressed to ``in_process_audience``, which no
+  executor accepts). Nothing crosses a process boundary, so no signature is made or
+  checked on this path; ``Cleared.grant`` signs the JWT on demand. Its single use holds
+  by construction (one ``Cleared`` per decision). Grants for other executors are signed
+  EdDSA JWTs checked with the durable replay store.
 * After the body ran, its outcome is appended; if that fails it is spooled durably
   (:mod:`clearance._internal.gate.spool`) and appended on the next open. An outcome
   the ledger and the spool both refuse raises
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -32,13 +35,13 @@ from clearance._internal.gate.binding import TraceBinder
 from clearance._internal.gate.cleared import Authorization, Cleared
 from clearance._internal.gate.spool import Spool
 from clearance._internal.gate.traces import RunningRequest, Trace, enter_request, exit_request
-from clearance._internal.gate.verification import GrantVerifier, SingleUse
+from clearance._internal.gate.verification import GrantVerifier
 from clearance._internal.grants.jti_store import ReplayGuard
-from clearance._internal.grants.token import GrantClaims
+from clearance._internal.grants.token import GrantClaims, issue_grant
 from clearance._internal.intent import Intent
 from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.policy.engine import Decision
-from clearance.errors import LedgerError, OutcomeUnrecorded
+from clearance.errors import InputError, LedgerError, OutcomeUnrecorded
 
 R = TypeVar("R")
 
@@ -140,12 +143,12 @@ class GovernedCalls:
     ) -> tuple[Cleared, RunningRequest]:
         """Entering ``gate.clearance``: authorize, then verify the grant once, in process."""
         binding = self._binder.bind(intent, trace)
-        # The grant is addressed to this gate's in-process verifier alone, which checks
-        # it once, right here: see the module invariants for why no replay-store write.
-        audience = self._in_process_audience
-        authorization = self._authorizer.authorize(binding, audience=audience)
-        claims = self._verifier.verify(
-            authorization.grant, authorization.intent, audience=audience, replay=SingleUse()
+        # An in-process capability, not a token: the decision entry is durable, the body
+        # runs right here for exactly the intent object decided, and only this gate hands
+        # it the Cleared. The claims are the grant's, addressed to the in-process audience
+        # that no executor accepts; the JWT is signed only if the body asks for it.
+        authorization, claims, key = self._authorizer.decide(
+            binding, audience=self._in_process_audience
         )
         request = RunningRequest(
             self._owner,
@@ -154,7 +157,7 @@ class GovernedCalls:
             authorization.decision_index,
             binding.depth,
         )
-        return Cleared(authorization, claims), request
+        return Cleared(authorization, claims, sign=partial(issue_grant, key, claims)), request
 
     def verify(self, grant: str, intent: Intent | Mapping[str, Any]) -> GrantClaims:
         """A grant presented by another process; its jti goes into the durable replay store."""
@@ -172,7 +175,10 @@ class GovernedCalls:
         status, error_type = "ok", None
         try:
             result = body()
-            cleared.record_result(result)
+            try:
+                cleared.record_result(result)
+            except InputError as exc:  # the body ran: say why its result is not recorded
+                cleared.note_unrecordable(result, str(exc))
             return result
         except BaseException as exc:
             status, error_type = "error", type(exc).__qualname__
