@@ -61,6 +61,7 @@ def test_initial_state_is_empty_and_holds_the_mandate() -> None:
         "untrusted": False,
         "totals": {},
         "mandate": MANDATE,
+        "provenance_index": None,
     }
     assert tuple(state) == STATE_KEYS
 

@@ -34,7 +34,8 @@ def test_defaults_are_the_documented_values() -> None:
         DEFAULT_LIMITS.policy_reload,
         DEFAULT_LIMITS.checkpoint_interval,
         DEFAULT_LIMITS.mandate_text,
-    ) == (30, 5.0, 3600.0, 1.0, 1.0, 0.2, 16384)
+        DEFAULT_LIMITS.provenance_values,
+    ) == (30, 5.0, 3600.0, 1.0, 1.0, 0.2, 16384, 512)
     assert set(LIMIT_KEYS) == {
         "leeway",
         "approval_ttl",
@@ -42,6 +43,7 @@ def test_defaults_are_the_documented_values() -> None:
         "policy_reload",
         "checkpoint_interval",
         "mandate_text",
+        "provenance_values",
     }
 
 
@@ -69,6 +71,8 @@ def test_limits_are_frozen() -> None:
         ("checkpoint_interval", 0),
         ("mandate_text", -1),
         ("mandate_text", True),
+        ("provenance_values", 0),
+        ("provenance_values", 512.0),
     ],
 )
 def test_a_bad_limit_is_a_value_error(field: str, value: Any) -> None:
@@ -85,6 +89,7 @@ def test_good_values_are_read() -> None:
             "policy_reload": 2.5,
             "checkpoint_interval": 0.5,
             "mandate_text": 1024,
+            "provenance_values": 64,
         },
         WHERE,
         grant_lifetime=20,
@@ -97,6 +102,7 @@ def test_good_values_are_read() -> None:
         policy_reload=2.5,
         checkpoint_interval=0.5,
         mandate_text=1024,
+        provenance_values=64,
     )
 
 
@@ -120,6 +126,7 @@ def test_no_limits_means_the_defaults(raw: object) -> None:
         ("checkpoint_interval", 61, "a number of seconds above 0, at most 60"),
         ("mandate_text", 65537, "a whole number of characters from 0 to 65536"),
         ("mandate_text", 100.0, "a whole number of characters from 0 to 65536"),
+        ("provenance_values", 4097, "a whole number of fingerprints from 1 to 4096"),
     ],
 )
 def test_each_bad_value_names_the_file_and_the_key(key: str, value: Any, words: str) -> None:
@@ -141,7 +148,7 @@ def test_unknown_keys_are_refused_with_the_allowed_ones() -> None:
     assert str(refused.value) == (
         f"{WHERE}: unknown limits ['aproval_ttl', 'max_rps']; allowed: "
         "['approval_ttl', 'checkpoint_interval', 'key_refresh', 'leeway', 'mandate_text', "
-        "'policy_reload']"
+        "'policy_reload', 'provenance_values']"
     )
 
 

@@ -122,19 +122,23 @@ def replay(
 
     Each decision entry names its policy digest; the bundle is read from the
     log's `policy` entry, the trace facts and the clock from the decision
-    entry itself. `match` means the same effect and rules came out again;
+    entry itself, and the trace's value fingerprints from the `provenance`
+    entry its facts name. `match` means the same effect and rules came out again;
     `mismatch` means the engine, the bundle or the log changed (exit status 1);
     `unverifiable` means the log lacks the bundle or the decision's sensitive
     arguments are redacted.
     """
     from clearance._internal.decision_replay import DecisionReplayer
     from clearance._internal.home import Home, find_home
+    from clearance._internal.sealing import PROVENANCE_PURPOSE, derive_key
     from clearance._internal.wiring import open_ledger
 
     if replay_all == (request_id is not None):
         raise InputError("give either one REQUEST_ID or --all (not both, not neither)")
-    with open_ledger(Home.load(find_home(home))) as ledger:
-        replayer = DecisionReplayer(ledger)
+    located = Home.load(find_home(home))
+    with open_ledger(located) as ledger:
+        key = derive_key(located.read_log_skey(), PROVENANCE_PURPOSE)
+        replayer = DecisionReplayer(ledger, provenance_key=key)
         if request_id is not None:
             results = [replayer.replay_request(request_id)]
         else:

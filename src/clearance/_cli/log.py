@@ -305,6 +305,12 @@ def summarize(entry: Mapping[str, Any]) -> str:
         return f"mandate: {short(mandate.get('text', ''), 50)}"
     if kind == "approval":
         return f"approval {entry.get('approval_id')} {entry.get('status')}"
+    if kind == "provenance":
+        sizes = (
+            f"{name} {len(value) if isinstance(value, list) else '?'}"
+            for name, value in ((o, entry.get(o)) for o in ("untrusted", "sensitive"))
+        )
+        return "fingerprints: " + ", ".join(sizes)
     return ""
 
 

@@ -5,9 +5,20 @@ decision), so replaying a decision entry under the ``policy`` entry whose digest
 it names, with the trace facts and clock it recorded, must reproduce its effect
 and reasons. A difference means the engine, the bundle or the log changed.
 
+Value provenance (:mod:`clearance._internal.gate.provenance`): the facts name the
+``provenance`` entry the decision's view came from (``provenance_index``); replay
+reads that one entry, proven, and rebuilds the same view. A redacted argument
+answers the helpers as its logged evidence says. Fingerprints keyed by the home's
+log key need that key (``provenance_key``); without it the helpers fail.
+
+Redacted arguments: the tool's ``args_schema`` is checked everywhere except inside
+a redacted value, which the ledger does not hold (the live decision checked it; a
+violation there shows as a difference, reported as ``unverifiable``).
+
 Statuses: ``match``; ``mismatch``; ``unverifiable`` when the policy entry is
-missing or the entry's sensitive arguments were redacted and the difference may
-come from the redaction (the values are not in the log by design).
+missing, the entry's sensitive arguments were redacted and the difference may
+come from the redaction (the values are not in the log by design), or the
+trace's fingerprints cannot be read without the home's key.
 
 Entries are read from a file someone else may have written: a decision entry
 whose fields do not have the shapes the gate writes raises
@@ -18,13 +29,16 @@ TypeError from deep inside the engine).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from clearance._internal.entries import parse_timestamp
 from clearance._internal.gate.decide import decide
+from clearance._internal.gate.provenance import read_fingerprints, redacted_at, redactions
 from clearance._internal.ledger.store import LedgerStore, StoredEntry
 from clearance._internal.policy.engine import EvaluationInput, PolicyEngine
+from clearance._internal.policy.provenance import EMPTY as EMPTY_PROVENANCE
+from clearance._internal.policy.provenance import Provenance
 from clearance.errors import Error, InputError, TamperError
 
 ReplayStatus = Literal["match", "mismatch", "unverifiable"]
@@ -100,9 +114,46 @@ def _logged_request(stored: StoredEntry) -> EvaluationInput:
 class DecisionReplayer:
     """Replays decision entries of one ledger, caching engines by bundle digest."""
 
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, *, provenance_key: bytes | None = None) -> None:
+        """Replay from ``store``; ``provenance_key`` reads fingerprints keyed by the home."""
         self._store = store
+        self._provenance_key = provenance_key
         self._engines: dict[str, PolicyEngine | None] = {}
+        self._views: dict[int, Provenance] = {}
+
+    def _redacted_paths(self, stored: StoredEntry, engine: PolicyEngine) -> tuple[str, ...]:
+        """The tool's sensitive paths that hold a redacted object in the logged args."""
+        entry = stored.entry
+        tool = engine.tool(str(entry["intent"]["action"]))
+        if tool is None or not entry.get("redacted"):
+            return ()
+        args = entry["intent"].get("args") or {}
+        return tuple(path for path in tool.sensitive if redacted_at(args, path) is not None)
+
+    def _provenance(self, stored: StoredEntry, engine: PolicyEngine) -> Provenance:
+        """The view the decision in ``stored`` was made with (see the module docstring)."""
+        entry = stored.entry
+        index = entry["facts"].get("provenance_index")
+        if index is None:
+            view = EMPTY_PROVENANCE
+        elif type(index) is not int or not 0 <= index < stored.index:
+            raise TamperError(
+                f"decision entry {stored.index} is malformed: 'facts.provenance_index' is not "
+                "the index of an earlier entry",
+                index=stored.index,
+            )
+        else:
+            found = self._views.get(index)
+            if found is None:
+                found = read_fingerprints(
+                    self._store, index, str(entry.get("trace_id")), self._provenance_key
+                ).view
+                self._views[index] = found
+            view = found
+        tool = engine.tool(str(entry["intent"]["action"]))
+        if tool is None or not tool.sensitive or not entry.get("redacted"):
+            return view
+        return redactions(entry["intent"].get("args") or {}, tool.sensitive, view, stored.index)
 
     def _engine(self, digest: str) -> PolicyEngine | None:
         if digest not in self._engines:
@@ -154,6 +205,10 @@ class DecisionReplayer:
                 None,
                 f"no policy entry for bundle {digest} in the log",
             )
+        provenance = self._provenance(stored, engine)
+        request = replace(
+            request, provenance=provenance, redacted=self._redacted_paths(stored, engine)
+        )
         try:
             decision = decide(engine, request)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -165,6 +220,15 @@ class DecisionReplayer:
         replayed = _summary(decision.effect, [r.to_json() for r in decision.reasons])
         if replayed == logged:
             return ReplayResult(request_id, stored.index, "match", logged, replayed, "")
+        if provenance.unavailable is not None:
+            return ReplayResult(
+                request_id,
+                stored.index,
+                "unverifiable",
+                logged,
+                replayed,
+                f"{provenance.unavailable}; replay with the home (clearance replay)",
+            )
         if entry.get("redacted"):
             return ReplayResult(
                 request_id,

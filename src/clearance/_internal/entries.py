@@ -7,7 +7,9 @@ floats that JSON cannot carry, no bytes, no tuples that would read back as lists
 
 Entry types: ``policy`` (a bundle activated), ``key`` (a grant-signing key
 first used), ``trace`` (a mandate recorded when trusted code opens a trace),
-``decision``, ``approval`` and ``execution``. The README documents every field.
+``decision``, ``approval``, ``execution`` and ``provenance`` (the fingerprints of
+values a trace's marked tools returned, :mod:`clearance._internal.gate.provenance`).
+The README documents every field.
 
 Sensitive arguments: a tool may list argument paths as ``sensitive``. The
 decision entry then stores, in place of each such value,
@@ -16,7 +18,11 @@ SHA-256 over ``salt || RFC8785(value)``. The intent digest is still computed
 over the real value, so the grant stays bound to it. An auditor who holds the
 value checks it with :func:`check_redacted` (or by hand: base64-decode the
 salt, append the canonical JSON of the value, SHA-256, compare), and can then
-recompute the intent digest with the value put back.
+recompute the intent digest with the value put back. When the trace has value
+provenance, the redacted object also holds ``provenance``: what the helpers
+``from_untrusted`` and ``carries_sensitive`` answered for the real value
+(:meth:`~clearance._internal.policy.provenance.Provenance.evidence`), so a replay
+answers alike without the value.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -216,4 +222,40 @@ def execution_entry(
         "result_digest": result_digest,
         "duration_us": duration_us,
         "executor": executor,
+    }
+
+
+def provenance_entry(
+    now: float,
+    *,
+    trace_id: str,
+    request_id: str,
+    decision_index: int,
+    salt: bytes,
+    keyed: bool,
+    check: str,
+    fingerprints: Mapping[Any, Collection[str]],
+    full: Mapping[Any, bool],
+    added: Mapping[Any, int],
+    previous: int | None,
+) -> dict[str, Any]:
+    """A trace's cumulative value fingerprints after the outcome of ``request_id``.
+
+    ``fingerprints`` and ``full`` hold every origin (``untrusted``, ``sensitive``):
+    the whole bounded sets, sorted, so the newest such entry of a trace is all a
+    reader needs. ``added`` counts what this outcome admitted; ``previous`` is the
+    trace's provenance entry before this one (null for the first).
+    """
+    return {
+        **_base("provenance", now),
+        "request_id": request_id,
+        "trace_id": trace_id,
+        "decision_index": decision_index,
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "keyed": keyed,
+        "check": check,
+        **{origin: sorted(values) for origin, values in fingerprints.items()},
+        "full": dict(full),
+        "added": dict(added),
+        "previous": previous,
     }

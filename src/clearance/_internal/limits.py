@@ -46,6 +46,9 @@ MAX_REFRESH: Final[float] = 3600.0
 """Longest interval between two looks at the key ring or the policy bundle."""
 MAX_CHECKPOINT_INTERVAL: Final[float] = 60.0
 """Longest interval between two signed checkpoints a setting allows."""
+MAX_PROVENANCE_VALUES: Final[int] = 4096
+"""Most fingerprints per origin per trace a setting allows (a provenance entry holds them all,
+about 35 bytes each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,9 @@ _BOUNDS: Final[Mapping[str, _Bound]] = {
     "mandate_text": _Bound(
         True, 0, MANDATE_TEXT_CEILING, False, "a whole number of characters from 0 to 65536"
     ),
+    "provenance_values": _Bound(
+        True, 1, MAX_PROVENANCE_VALUES, False, "a whole number of fingerprints from 1 to 4096"
+    ),
 }
 
 
@@ -114,6 +120,9 @@ class Limits:
     ``checkpoint_grace``."""
     mandate_text: int = 16 * 1024
     """Longest mandate text, in code points, for new traces and the default mandate."""
+    provenance_values: int = 512
+    """Fingerprints kept per origin (untrusted, sensitive) per trace; the first ones are
+    kept, and an origin that had to drop one is full: its helper then answers true."""
 
     def __post_init__(self) -> None:
         for name, bound in _BOUNDS.items():

@@ -26,6 +26,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 JWKS_PURPOSE: Final[str] = "clearance/v1 grant key ring"
 SPOOL_PURPOSE: Final[str] = "clearance/v1 outcome spool"
+PROVENANCE_PURPOSE: Final[str] = "clearance/v1 value provenance"
+"""Not a file seal: the key that makes value fingerprints unguessable without the home
+(:mod:`clearance._internal.policy.provenance`)."""
 _SALT: Final[bytes] = b"clearance sealing keys"
 
 

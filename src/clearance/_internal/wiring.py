@@ -89,7 +89,12 @@ def open_gate(
     from clearance._internal.grants.jti_store import SQLiteReplayGuard
     from clearance._internal.grants.keys import GrantKeyRing
     from clearance._internal.policy.reload import PolicyHolder
-    from clearance._internal.sealing import JWKS_PURPOSE, SPOOL_PURPOSE, derive_key
+    from clearance._internal.sealing import (
+        JWKS_PURPOSE,
+        PROVENANCE_PURPOSE,
+        SPOOL_PURPOSE,
+        derive_key,
+    )
 
     located = Home.load(find_home(home))
     settings = located.settings
@@ -127,6 +132,7 @@ def open_gate(
             default_mandate=settings.default_mandate,
             require_trace=settings.require_trace,
             limits=settings.limits,
+            provenance_key=derive_key(secret, PROVENANCE_PURPOSE),
         )
         stack.pop_all()  # the gate owns them now: Gate.close closes both
     return gate

@@ -66,6 +66,7 @@ def assemble_gate(
     spool: Any = None,
     wrap_ledger: Callable[[Any], Any] | None = None,
     principal: str = "agent:ops-bot",
+    provenance_key: bytes | None = None,
 ) -> Gate:
     """A Gate wired by hand from a home's parts, for tests that replace one part.
 
@@ -74,7 +75,8 @@ def assemble_gate(
     outside the home (e.g. off a tmpfs the test fills or remounts); ``spool`` is a
     spool object to use instead (a test double). ``wrap_ledger`` wraps the home's
     ledger before the gate sees it (a ledger that fails some appends); the gate's
-    ``ledger`` is then the wrapper, and closing the gate closes it.
+    ``ledger`` is then the wrapper, and closing the gate closes it. ``provenance_key``
+    is None unless given (``open_gate`` derives one from the home).
     """
     from clearance._internal.gate.spool import Spool
     from clearance._internal.grants.jti_store import SQLiteReplayGuard
@@ -98,6 +100,7 @@ def assemble_gate(
         spool=spool,
         clock=clock,
         principal=principal,
+        provenance_key=provenance_key,
     )
 
 

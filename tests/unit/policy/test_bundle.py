@@ -120,7 +120,7 @@ def load_text(tmp_path: Path, text: str) -> None:
         ),
         pytest.param(
             RULE + "    when: args.to.lowerAscii() == 'x'\n",
-            ["rules[0] (r1).when: unknown function(s) lowerAscii (helpers: domain, domains"],
+            ["rules[0] (r1).when: unknown function(s) lowerAscii (helpers: carries_sensitive, "],
             id="when-unknown-function",
         ),
         pytest.param(

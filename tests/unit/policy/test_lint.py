@@ -227,11 +227,50 @@ def test_render_and_codes() -> None:
         LintWarning("totals-negative", "r1", "m").render() == "warning[totals-negative] rule r1: m"
     )
     assert LintWarning("x", None, "m").render() == "warning[x]: m"
-    assert CODES == ("totals-negative", "totals-sensitive", "action-lookalike", "action-undeclared")
+    assert CODES == (
+        "totals-negative",
+        "totals-sensitive",
+        "action-lookalike",
+        "action-undeclared",
+        "provenance-unmarked",
+    )
 
 
-def test_the_shipped_example_bundle_lints_clean() -> None:
+def test_the_shipped_example_bundles_lint_clean() -> None:
     assert lint_bundle(load_bundle(EXAMPLE)) == []
+    assert lint_bundle(load_bundle(EXAMPLE.parent / "provenance")) == []
+
+
+# --- provenance-unmarked ------------------------------------------------------------------------
+
+PROVENANCE = """
+version: 1
+tools:
+  fetch: {untrusted_output: UNTRUSTED}
+  profile: {sensitive_output: SENSITIVE}
+  send: {}
+rules:
+  - id: injected
+    effect: deny
+    actions: [send]
+    when: from_untrusted(args.to)
+  - id: secrets
+    effect: deny
+    actions: [send]
+    when: carries_sensitive(args.body)
+"""
+
+
+def test_provenance_helpers_without_a_marked_tool_are_reported(tmp_path: Path) -> None:
+    clean = PROVENANCE.replace("UNTRUSTED", "true").replace("SENSITIVE", "true")
+    assert codes(bundle_of(tmp_path / "clean", clean)) == []
+    unmarked = PROVENANCE.replace("UNTRUSTED", "false").replace("SENSITIVE", "false")
+    warnings = lint_bundle(bundle_of(tmp_path / "unmarked", unmarked))
+    assert [(w.code, w.rule) for w in warnings] == [
+        ("provenance-unmarked", "injected"),
+        ("provenance-unmarked", "secrets"),
+    ]
+    assert "no tool is marked untrusted_output" in warnings[0].message
 
 
 def test_lint_changes_neither_the_bundle_nor_its_digest(tmp_path: Path) -> None:

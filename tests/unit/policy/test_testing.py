@@ -154,6 +154,18 @@ CASE = "cases:\n  - name: x\n    intent: {principal: a, action: b}\n    expect: 
             "duplicate case name 'x'",
         ),
         ("cases: [\n", "cases.yaml:2:1"),
+        (
+            CASE + "    provenance: [x]\n",
+            "cases[0] (x): provenance must be a mapping with untrusted and/or sensitive",
+        ),
+        (
+            CASE + "    provenance: {secret: [x]}\n",
+            "provenance must be a mapping with untrusted and/or sensitive",
+        ),
+        (
+            CASE + "    provenance: {untrusted: x}\n",
+            "cases[0] (x).provenance: untrusted must be a list of tool results",
+        ),
     ],
 )
 def test_cases_file_is_validated_strictly(tmp_path: Path, text: str, message: str) -> None:
@@ -174,5 +186,7 @@ def test_defaults(tmp_path: Path) -> None:
         "untrusted": False,
         "totals": {},
         "mandate": {"text": "", "bounds": {}},
+        "provenance_index": None,
     }
+    assert case.request.provenance.empty
     assert case.rules is None

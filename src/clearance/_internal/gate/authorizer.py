@@ -11,7 +11,8 @@ Invariants (docs/design.md §1 and §4):
   (rule 7); anything unexpected is ``gate-error`` (logged at ERROR).
 * Decisions in one trace are serialized from reading the facts to appending the
   decision, so each decision's facts include every decision of its trace committed
-  before it.
+  before it, and its view of the trace's value provenance every ``provenance`` entry
+  (:mod:`~clearance._internal.gate.provenance` appends them under the same lock).
 * A decision entry's ``effect`` is what the gate did: an ``allow`` refused for an
   environmental reason (no signing key) is logged as ``deny`` with the policy's own
   effect in ``policy_effect`` and the reason in ``override``.
@@ -32,6 +33,7 @@ from clearance._internal.gate.cleared import Authorization
 from clearance._internal.gate.decide import decide
 from clearance._internal.gate.facts import advance, for_request
 from clearance._internal.gate.key_trust import GateKeys
+from clearance._internal.gate.provenance import ProvenanceBook, with_evidence
 from clearance._internal.gate.traces import TraceStates
 from clearance._internal.grants.keys import SigningKey
 from clearance._internal.grants.token import GrantClaims, issue_grant, new_jti
@@ -60,12 +62,14 @@ class Authorizer:
         clock: Callable[[], float],
         issuer: str,
         limits: Limits,
+        provenance: ProvenanceBook,
     ) -> None:
         """Decide with ``policy``, append to ``ledger``, sign with ``keys``."""
         self._policy = policy
         self._ledger = ledger
         self._binder = binder
         self._states = states
+        self._provenance = provenance
         self._keys = keys
         self._clock = clock
         self._issuer = issuer
@@ -81,7 +85,10 @@ class Authorizer:
         state = self._binder.state(binding, self._ledger.generation)
         facts = for_request(state, binding.depth)
         request = EvaluationInput.for_intent(
-            binding.intent, trace=facts, now=datetime.fromtimestamp(now, UTC)
+            binding.intent,
+            trace=facts,
+            now=datetime.fromtimestamp(now, UTC),
+            provenance=self._provenance.view(state["id"], state["provenance_index"]),
         )
         return binding.intent, decide(engine, request), facts
 
@@ -142,10 +149,14 @@ class Authorizer:
             generation = ledger.generation
             state = self._binder.state(binding, generation)
             facts = for_request(state, binding.depth)
+            view = self._provenance.view(trace_id, state["provenance_index"])
             request = EvaluationInput.for_intent(
-                intent, trace=facts, now=datetime.fromtimestamp(now, UTC)
+                intent, trace=facts, now=datetime.fromtimestamp(now, UTC), provenance=view
             )
             decision = decide(engine, request)
+            if redacted and tool is not None:
+                # Replay cannot read a redacted value: log what the helpers said about it.
+                with_evidence(logged_args, intent.args, tool.sensitive, view)
             signing_key, override = None, None
             if decision.effect == "allow":
                 signing_key, override = self._keys.signing_key(now)

@@ -12,8 +12,9 @@ Invariants (fail-closed rule 11; :mod:`~clearance._internal.gate.traces` has the
 * A mandate is kept in its ledger form (:func:`ledger_form`), so the facts a live
   decision sees equal the facts its replay reads back from the log.
 * The state a decision starts from (:meth:`TraceBinder.state`) is the cached fold of
-  the trace or is read from its last decision entry *proven* to be in the log; a
-  malformed one is :class:`~clearance.errors.TamperError`, never a default.
+  the trace or is read from its last decision entry *proven* to be in the log, with
+  the index of its newest ``provenance`` entry (also proven); a malformed one is
+  :class:`~clearance.errors.TamperError`, never a default.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, cast
 
 from clearance._internal import entries
 from clearance._internal.canonical import canonical_json
-from clearance._internal.gate.facts import advance, initial_state, state_of
+from clearance._internal.gate.facts import advance, initial_state, state_of, with_provenance
 from clearance._internal.gate.traces import Trace, TraceStates, active_trace, running_request
 from clearance._internal.home import parse_mandate
 from clearance._internal.ids import new_id
@@ -195,12 +196,17 @@ class TraceBinder:
         last = self._ledger.last_in_trace(trace_id, "decision")
         if last is not None:
             try:
-                return advance(state_of(last.entry["facts"]), last.entry)
+                state = advance(state_of(last.entry["facts"]), last.entry)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise TamperError(
                     f"the last decision of trace {trace_id} has malformed facts ({exc!r})",
                     index=last.index,
                 ) from None
-        if binding.mandate is None:
+        elif binding.mandate is None:
             raise TamperError(f"the running request's decision in trace {trace_id} is missing")
-        return initial_state(trace_id, binding.mandate)
+        else:
+            state = initial_state(trace_id, binding.mandate)
+        # Outcomes are recorded after their decisions, so the newest provenance entry may
+        # follow the last decision: one more indexed seek, never a scan.
+        newest = self._ledger.last_in_trace(trace_id, "provenance")
+        return with_provenance(state, None if newest is None else newest.index)

@@ -13,6 +13,8 @@ invariants:
   (rule 6);
 * :mod:`.governed_call` — running a governed call and recording its outcome, spooling
   it when the ledger refuses it;
+* :mod:`.provenance` — fingerprints of the values marked tools returned, per trace,
+  and each decision's view of them;
 * :mod:`.drain` — appending spooled outcomes on the next open.
 
 Invariants the façade keeps (docs/design.md §1 and §4):
@@ -46,6 +48,7 @@ from clearance._internal.gate.facts import EMPTY_MANDATE
 from clearance._internal.gate.governed import governed
 from clearance._internal.gate.governed_call import GovernedCall, GovernedCalls, OutcomeRecorder
 from clearance._internal.gate.key_trust import GateKeys
+from clearance._internal.gate.provenance import ProvenanceBook
 from clearance._internal.gate.spool import Spool
 from clearance._internal.gate.traces import Trace, states_for
 from clearance._internal.gate.verification import GrantVerifier
@@ -86,6 +89,7 @@ class Gate:
         default_mandate: Mapping[str, Any] | None = None,
         require_trace: bool = False,
         limits: Limits = DEFAULT_LIMITS,
+        provenance_key: bytes | None = None,
     ) -> None:
         """Wire a gate from its parts (:func:`clearance.open_gate` does this for a home).
 
@@ -95,7 +99,10 @@ class Gate:
         ``policy`` is a :class:`PolicyEngine`, a :class:`PolicySource` (such as the
         hot-reloading holder) or None (deny everything). ``limits`` bounds the gate;
         ``grant_lifetime``, when given, replaces ``limits.grant_lifetime`` (ValueError
-        outside 1 to 60 seconds).
+        outside 1 to 60 seconds). ``provenance_key`` keys the fingerprints of values that
+        marked tools return (:mod:`clearance._internal.gate.provenance`);
+        :func:`clearance.open_gate` derives it from the home's log key. Without it the
+        fingerprints are only salted: anyone holding the ledger can test guesses.
         """
         if principal is not None and multi_principal:
             raise InputError("open a gate either for one principal or as multi_principal")
@@ -138,6 +145,9 @@ class Gate:
             mandate_text=limits.mandate_text,
         )
         keys = GateKeys(keyring, ledger, refresh_interval=limits.key_refresh)
+        self._provenance = ProvenanceBook(
+            ledger=ledger, states=states, key=provenance_key, limit=limits.provenance_values
+        )
         self._authorizer = Authorizer(
             policy=self._policy,
             ledger=ledger,
@@ -147,8 +157,16 @@ class Gate:
             clock=clock,
             issuer=issuer,
             limits=limits,
+            provenance=self._provenance,
         )
-        self._recorder = OutcomeRecorder(ledger=ledger, spool=spool, clock=clock, executor=executor)
+        self._recorder = OutcomeRecorder(
+            ledger=ledger,
+            spool=spool,
+            clock=clock,
+            executor=executor,
+            provenance=self._provenance,
+            tools=lambda action: self._policy.engine_at(clock()).tool(action),
+        )
         self._calls = GovernedCalls(
             binder=self._binder,
             authorizer=self._authorizer,
@@ -317,7 +335,9 @@ class Gate:
 
         See :mod:`clearance._internal.decision_replay`.
         """
-        return DecisionReplayer(self._ledger).replay_request(request_id)
+        return DecisionReplayer(self._ledger, provenance_key=self._provenance.key).replay_request(
+            request_id
+        )
 
     # --- decorator --------------------------------------------------------------------
 

@@ -18,14 +18,22 @@ exactly (``trace.*`` in a policy):
   ``trace.totals.pay_invoice.amount``.
 * ``mandate`` — ``{"text": ..., "bounds": {...}}`` given by the trusted code that
   opened the trace (or the gate's default mandate for a call made with no trace open).
+* ``provenance_index`` — the ledger index of the trace's newest ``provenance`` entry
+  (the fingerprints of values its marked tools returned; see
+  :mod:`clearance._internal.gate.provenance`), or null. It is the one fact not
+  folded from decisions: outcomes are recorded after their decision, so the gate
+  sets it when it appends a ``provenance`` entry, and on a cache miss reads the
+  trace's newest one (one indexed seek, proven). The fingerprint sets themselves
+  never enter the facts.
 
 Invariants:
 
 * **Constant size and constant time.** The state after a decision depends only on
   the facts that decision was made with and the decision itself
-  (:func:`advance`), so the gate needs the trace's *last* decision entry, never
-  its history. The size of the facts is bounded by the policy (distinct allowed
-  actions and their numeric arguments) plus the mandate, never by the trace's length.
+  (:func:`advance`), so the gate needs the trace's *last* decision entry (and its
+  newest ``provenance`` entry), never its history. The size of the facts is bounded
+  by the policy (distinct allowed actions and their numeric arguments) plus the
+  mandate, never by the trace's length.
 * **Ledger domain.** Facts hold exactly the values their JSON (RFC 8785) form reads
   back as: an integral float total is an int (``120.0`` is logged as ``120``), so the
   facts a live decision sees equal the facts its replay reads from the ledger.
@@ -40,7 +48,15 @@ EMPTY_MANDATE: Final[Mapping[str, Any]] = {"text": "", "bounds": {}}
 
 _SAFE_INTEGER: Final[float] = float(2**53 - 1)
 
-STATE_KEYS: Final[tuple[str, ...]] = ("id", "count", "actions", "untrusted", "totals", "mandate")
+STATE_KEYS: Final[tuple[str, ...]] = (
+    "id",
+    "count",
+    "actions",
+    "untrusted",
+    "totals",
+    "mandate",
+    "provenance_index",
+)
 """The keys of a trace state: the facts without ``depth``, which is per request."""
 
 
@@ -63,12 +79,21 @@ def initial_state(trace_id: str, mandate: Mapping[str, Any]) -> dict[str, Any]:
             "text": str(mandate.get("text", "")),
             "bounds": dict(mandate.get("bounds") or {}),
         },
+        "provenance_index": None,
     }
 
 
 def state_of(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The trace state inside recorded ``facts`` (``depth`` dropped)."""
-    return {key: facts[key] for key in STATE_KEYS}
+    """The trace state inside recorded ``facts`` (``depth`` dropped).
+
+    Facts logged before provenance existed have no ``provenance_index``: null.
+    """
+    return {key: facts[key] if key != "provenance_index" else facts.get(key) for key in STATE_KEYS}
+
+
+def with_provenance(state: Mapping[str, Any], index: int | None) -> dict[str, Any]:
+    """``state`` whose newest ``provenance`` entry is at ledger index ``index``."""
+    return {**state, "provenance_index": index}
 
 
 def for_request(state: Mapping[str, Any], depth: int) -> dict[str, Any]:

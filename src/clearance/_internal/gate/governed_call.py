@@ -18,6 +18,12 @@ Invariants (docs/design.md §1 steps 5-7, fail-closed rules 6 and 9):
   the ledger and the spool both refuse raises
   :class:`~clearance.errors.OutcomeUnrecorded` (the body ran), is counted, and is
   logged on ``clearance.gate`` at ERROR.
+* The recorded result of a tool marked ``untrusted_output`` or ``sensitive_output``
+  (by the bundle active when the outcome is recorded) is fingerprinted into the
+  trace's value provenance (:mod:`clearance._internal.gate.provenance`) right after
+  its execution entry. If that fails, the result must not be used as if it had been
+  seen: :class:`~clearance.errors.OutcomeUnrecorded` is raised the same way (a
+  governed function's caller never receives the result).
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from clearance._internal import entries
 from clearance._internal.gate.authorizer import Authorizer
 from clearance._internal.gate.binding import TraceBinder
 from clearance._internal.gate.cleared import Authorization, Cleared
+from clearance._internal.gate.provenance import ProvenanceBook
 from clearance._internal.gate.spool import Spool
 from clearance._internal.gate.traces import RunningRequest, Trace, enter_request, exit_request
 from clearance._internal.gate.verification import GrantVerifier
@@ -40,7 +47,8 @@ from clearance._internal.grants.jti_store import ReplayGuard
 from clearance._internal.grants.token import GrantClaims, issue_grant
 from clearance._internal.intent import Intent
 from clearance._internal.ledger.store import LedgerStore
-from clearance._internal.policy.engine import Decision
+from clearance._internal.policy.engine import Decision, ToolSpec
+from clearance._internal.policy.provenance import Origin
 from clearance.errors import InputError, LedgerError, OutcomeUnrecorded
 
 R = TypeVar("R")
@@ -58,12 +66,20 @@ class OutcomeRecorder:
         spool: Spool | None,
         clock: Callable[[], float],
         executor: str,
+        provenance: ProvenanceBook,
+        tools: Callable[[str], ToolSpec | None],
     ) -> None:
-        """Record into ``ledger`` (else ``spool``) as ``executor``."""
+        """Record into ``ledger`` (else ``spool``) as ``executor``.
+
+        ``tools`` looks up an action in the active bundle; results of tools it marks
+        ``untrusted_output`` or ``sensitive_output`` go into ``provenance``.
+        """
         self._ledger = ledger
         self._spool = spool
         self._clock = clock
         self._executor = executor
+        self._provenance = provenance
+        self._tools = tools
         self.unrecorded = 0
         """How many outcomes neither the ledger nor the spool took (each also logged)."""
 
@@ -89,9 +105,12 @@ class OutcomeRecorder:
             entry["result_error"] = cleared.result_error
         try:
             self._ledger.append(entry)
-            return
         except LedgerError as exc:
             ledger_problem = exc
+        else:
+            if _holds_result(cleared):
+                self._fingerprint(cleared)
+            return
         try:
             if self._spool is None:
                 raise LedgerError("no spool is configured")
@@ -110,6 +129,51 @@ class OutcomeRecorder:
                 f"({exc})",
                 request_id=auth.request_id,
             ) from exc
+        if _holds_result(cleared) and self._marked(auth.intent.action):
+            # The outcome is spooled, but fingerprints need the ledger: refuse the result.
+            self._unrecorded_provenance(auth.request_id, ledger_problem)
+
+    def _marked(self, action: str) -> tuple[Origin, ...]:
+        """The origins ``action``'s results count for (an unlisted action: none)."""
+        tool = self._tools(action)
+        untrusted = tool is not None and tool.untrusted_output
+        sensitive = tool is not None and tool.sensitive_output
+        return (*(("untrusted",) if untrusted else ()), *(("sensitive",) if sensitive else ()))
+
+    def _fingerprint(self, cleared: Cleared) -> None:
+        auth = cleared.authorization
+        origins = self._marked(auth.intent.action)
+        if not origins or auth.intent.trace_id is None:
+            return
+        try:
+            self._provenance.record(
+                trace_id=auth.intent.trace_id,
+                request_id=auth.request_id,
+                decision_index=auth.decision_index,
+                result=cleared.result,
+                origins=origins,
+                now=self._clock(),
+            )
+        except Exception as exc:  # ledger, tamper, a foreign key: none may pass as recorded
+            self._unrecorded_provenance(auth.request_id, exc)
+
+    def _unrecorded_provenance(self, request_id: str, problem: Exception) -> NoReturn:
+        self.unrecorded += 1
+        log.error("provenance of request %s UNRECORDED after its body ran: %s", request_id, problem)
+        raise OutcomeUnrecorded(
+            f"the body of request {request_id} ran, but the provenance of its result could not "
+            f"be recorded ({problem}); do not use the result",
+            request_id=request_id,
+        )
+
+
+def _holds_result(cleared: Cleared) -> bool:
+    """The body handed back a result: recorded, or refused as not JSON but still returned.
+
+    Provenance reads it either way (its extraction walks any value, reading an object
+    it does not know by its ``str()``), so a non-JSON result is no way around it.
+    """
+    return cleared.has_result or cleared.result_error is not None
 
 
 class GovernedCalls:

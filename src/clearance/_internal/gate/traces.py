@@ -17,7 +17,9 @@ Trace integrity (docs/design.md §3, fail-closed rule 11):
 
 Per-trace state (:class:`TraceStates`): decisions in one trace are serialized from
 reading the facts to appending the decision (a per-trace lock), and the state after
-each decision is cached so the next decision needs no ledger read. The cache is
+each decision is cached so the next decision needs no ledger read. Appending a
+trace's value fingerprints takes the same lock and updates the cached state's
+``provenance_index`` (:mod:`clearance._internal.gate.provenance`). The cache is
 keyed by the ledger store and checked against the store's ``generation``, which
 changes whenever the store reloaded its tree from the file (another writer), so a
 cached state is only used while this process has seen every append.

@@ -28,14 +28,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-ENTRY_TYPES = ("policy", "decision", "approval", "execution", "key", "trace")
-"""Entry ``type`` values (docs/design.md §5); ``trace`` records a mandate."""
+ENTRY_TYPES = ("policy", "decision", "approval", "execution", "key", "trace", "provenance")
+"""Entry ``type`` values (docs/design.md §5); ``trace`` records a mandate, ``provenance`` the
+fingerprints of values a trace's marked tools returned."""
 
 
 def index_ref(entry: Mapping[str, Any]) -> str | None:
     """The lookup key a store indexes an entry under.
 
-    ``request_id`` for decision, approval and execution entries; ``digest`` for
+    ``request_id`` for decision, approval, execution and provenance entries; ``digest`` for
     policy entries; ``kid`` for key entries; ``trace_id`` for trace entries.
     """
     kind = entry.get("type")

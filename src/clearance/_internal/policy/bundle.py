@@ -20,14 +20,19 @@ these top-level keys, and no others:
     The trusted principal registry: principal id → attribute mapping.
     Conditions see the attributes as ``principal.attrs``.
 ``tools`` (optional)
-    Action name → ``{args_schema, untrusted_output, sensitive}``, all optional.
+    Action name → ``{args_schema, untrusted_output, sensitive_output,
+    sensitive}``, all optional.
     ``args_schema`` is a JSON Schema (Draft 2020-12), checked with
     ``check_schema`` at load; an intent's ``args`` are checked against it
     before any rule is evaluated, and a violation denies with the reason
     ``args-schema`` naming the argument path. ``untrusted_output: true`` marks
     tools whose results may carry injected instructions (it sets
-    ``trace.untrusted`` for later decisions). ``sensitive`` lists dot paths
-    into ``args`` (``card.number``) that the ledger stores salted-hashed.
+    ``trace.untrusted`` for later decisions, and the values in their recorded
+    results feed ``from_untrusted``). ``sensitive_output: true`` marks tools
+    whose results carry the user's secrets (their values feed
+    ``carries_sensitive``; :mod:`clearance._internal.policy.provenance`).
+    ``sensitive`` lists dot paths into ``args`` (``card.number``) that the
+    ledger stores salted-hashed.
 ``data`` (optional)
     Reference data for conditions (``data.payees``): any JSON values.
 ``rules`` (optional)
@@ -66,7 +71,9 @@ Canonical document and digest
 
 The canonical document is the JSON object ``{version, strict, principals,
 tools, data, rules}`` with every default filled in: tools as ``{args_schema:
-<schema or null>, untrusted_output: <bool>, sensitive: [...]}``, rules in file
+<schema or null>, untrusted_output: <bool>, sensitive: [...]}``, plus
+``sensitive_output: true`` for a tool that sets it (a false value is left out,
+so bundles that do not use it keep the digest they had before it existed), rules in file
 order as ``{id, effect, principals (default ["*"]), actions (default ["*"]),
 when (stripped, default "true"), message (default "")}``. Numbers follow JSON
 (RFC 8785 writes ``200.0`` as ``200``), so an integral float in the bundle is
@@ -121,7 +128,7 @@ EMPTY_DOCUMENT: Final[Mapping[str, Any]] = {
 """The canonical document of a bundle with nothing in it."""
 
 _TOP_KEYS: Final = ("version", "strict", "principals", "tools", "data", "rules")
-_TOOL_KEYS: Final = ("args_schema", "untrusted_output", "sensitive")
+_TOOL_KEYS: Final = ("args_schema", "untrusted_output", "sensitive_output", "sensitive")
 _RULE_KEYS: Final = ("id", "effect", "principals", "actions", "when", "message")
 _RULE_ID: Final = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PRINCIPAL_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:@/+-]*")
@@ -136,6 +143,7 @@ class Tool:
     untrusted_output: bool
     sensitive: tuple[str, ...]
     schema: ArgsSchema | None
+    sensitive_output: bool = False
 
     def spec(self) -> ToolSpec:
         """The engine-protocol view of this tool."""
@@ -144,6 +152,7 @@ class Tool:
             untrusted_output=self.untrusted_output,
             sensitive=self.sensitive,
             args_schema=None if self.schema is None else self.schema.schema,
+            sensitive_output=self.sensitive_output,
         )
 
 
@@ -206,6 +215,9 @@ def _parse_tools(src: SourceChecker, raw: Any) -> dict[str, tuple[dict[str, Any]
         untrusted = entry.get("untrusted_output", False)
         if not isinstance(untrusted, bool):
             src.fail(f"{path}.untrusted_output", "must be true or false", entry, "untrusted_output")
+        secret = entry.get("sensitive_output", False)
+        if not isinstance(secret, bool):
+            src.fail(f"{path}.sensitive_output", "must be true or false", entry, "sensitive_output")
         sensitive = entry.get("sensitive") or []
         if not isinstance(sensitive, list) or not all(
             isinstance(p, str) and _DOT_PATH.fullmatch(p) for p in sensitive
@@ -228,7 +240,9 @@ def _parse_tools(src: SourceChecker, raw: Any) -> dict[str, tuple[dict[str, Any]
             "untrusted_output": untrusted,
             "sensitive": list(sensitive),
         }
-        tools[name] = (normalized, Tool(name, untrusted, tuple(sensitive), schema))
+        if secret:
+            normalized["sensitive_output"] = True
+        tools[name] = (normalized, Tool(name, untrusted, tuple(sensitive), schema, secret))
     return tools
 
 

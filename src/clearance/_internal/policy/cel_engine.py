@@ -22,7 +22,10 @@ Variables (docs/design.md §3): ``principal`` is ``{"id": <id>, "attrs": <regist
 attributes, or {} for an unregistered principal>}``; ``action``; ``resource``,
 ``purpose``, ``input`` and ``approval`` (``null`` when absent); ``args``;
 ``trace`` (the gate's facts, as given); ``data`` (the bundle's); ``now`` (a
-timezone-aware time, a CEL timestamp; a naive time is a PolicyError).
+timezone-aware time, a CEL timestamp; a naive time is a PolicyError). The
+helpers ``from_untrusted`` and ``carries_sensitive`` are bound, per decision, to
+the request's :attr:`~clearance._internal.policy.engine.EvaluationInput.provenance`
+(:mod:`clearance._internal.policy.provenance`).
 
 Numbers: every JSON number a condition sees is a CEL ``double`` (CEL's own JSON
 convention), in ``args``, ``input``, ``trace``, ``principal.attrs``, ``data``
@@ -77,7 +80,7 @@ from clearance._internal.policy.bundle import (
 )
 from clearance._internal.policy.cel_source import Binding, binding_values
 from clearance._internal.policy.engine import Decision, Effect, EvaluationInput, Reason, ToolSpec
-from clearance._internal.policy.functions import HELPERS
+from clearance._internal.policy.functions import HELPERS, PROVENANCE_HELPERS
 from clearance.errors import PolicyError
 
 __all__ = ["DENY_ALL_DIGEST", "CelPolicyEngine", "DenyAllEngine"]
@@ -111,6 +114,8 @@ class _Plan:
     bindings: tuple[Binding, ...]
     names: Mapping[str, Binding]
     functions: dict[str, Callable[..., Any]]
+    provenance: bool
+    """Some rule calls a provenance helper: bind them to the request's view."""
 
 
 def _make_plan(rules: tuple[Rule, ...]) -> _Plan:
@@ -120,7 +125,8 @@ def _make_plan(rules: tuple[Rule, ...]) -> _Plan:
             names.setdefault(binding.name, binding)
     helpers = sorted({h for rule in rules for h in rule.condition.helpers})
     functions = {name: HELPERS[name] for name in helpers}
-    return _Plan(rules, tuple(names.values()), names, functions)
+    provenance = any(name in PROVENANCE_HELPERS for name in helpers)
+    return _Plan(rules, tuple(names.values()), names, functions, provenance)
 
 
 def _cel_type_name(value: object) -> str:
@@ -237,10 +243,12 @@ class CelPolicyEngine:
             "approval": request.approval,
             "data": self._bundle.data,
         }
+        functions = plan.functions
+        if plan.provenance:
+            # Bound per decision: the helpers answer from this request's view only.
+            functions = {**functions, **request.provenance.helpers()}
         try:
-            return cel.Context(
-                variables=binding_values(plan.bindings, roots), functions=plan.functions
-            )
+            return cel.Context(variables=binding_values(plan.bindings, roots), functions=functions)
         except (ValueError, TypeError, OverflowError) as exc:
             raise PolicyError(f"cannot pass the request to CEL: {exc}") from None
 
@@ -257,7 +265,7 @@ class CelPolicyEngine:
             )
             return Decision("deny", (reason,), bundle.digest)
         if tool is not None and tool.schema is not None:
-            violation = tool.schema.violation(request.args)
+            violation = tool.schema.violation(request.args, unseen=request.redacted)
             if violation is not None:
                 return Decision("deny", (Reason("args-schema", violation),), bundle.digest)
         denies, others = self._split(action, request.principal)

@@ -4,7 +4,8 @@ Invariants:
 
 * Evaluation is a pure function of (bundle, :class:`EvaluationInput`): the same
   input under the same bundle digest yields the same :class:`Decision`. Time
-  comes in as ``now``; trace facts come from the gate, never from the caller.
+  comes in as ``now``; trace facts and the trace's value provenance come from the
+  gate, never from the caller.
 * Combining (docs/design.md §3): any matching ``deny`` wins, then ``approval_required``,
   then ``allow``; nothing matching means ``deny``.
 * ``evaluate`` never raises for a rule's failure: a rule that errors yields a
@@ -18,6 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from clearance._internal.policy.provenance import EMPTY as EMPTY_PROVENANCE
+from clearance._internal.policy.provenance import Provenance
 
 if TYPE_CHECKING:
     from clearance._internal.intent import Intent
@@ -66,9 +70,12 @@ class ToolSpec:
 
     name: str
     untrusted_output: bool = False
+    """Results may carry injected instructions (``trace.untrusted``, ``from_untrusted``)."""
     sensitive: tuple[str, ...] = ()
     """Argument paths (dot-separated, e.g. ``card.number``) stored salted-hashed in the ledger."""
     args_schema: Mapping[str, Any] | None = None
+    sensitive_output: bool = False
+    """Results carry the user's secrets: their values feed ``carries_sensitive``."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +93,22 @@ class EvaluationInput:
     now: datetime
     approval: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Provenance = EMPTY_PROVENANCE
+    """The trace's fingerprints as of ``trace.provenance_index`` (what ``from_untrusted`` and
+    ``carries_sensitive`` read); the gate reads them from the ledger, never from the caller."""
+    redacted: tuple[str, ...] = ()
+    """Replay only: argument paths the ledger holds as salted digests. The tool's
+    ``args_schema`` is not checked inside them (the live decision checked the real values;
+    its logged reasons say whether they passed). Always empty for a live decision."""
 
     @classmethod
     def for_intent(
-        cls, intent: Intent, *, trace: Mapping[str, Any], now: datetime
+        cls,
+        intent: Intent,
+        *,
+        trace: Mapping[str, Any],
+        now: datetime,
+        provenance: Provenance = EMPTY_PROVENANCE,
     ) -> EvaluationInput:
         """The input for deciding ``intent`` with the given trace facts at ``now``."""
         return cls(
@@ -101,6 +120,7 @@ class EvaluationInput:
             input=intent.input,
             trace=trace,
             now=now,
+            provenance=provenance,
         )
 
 

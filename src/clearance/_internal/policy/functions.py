@@ -53,7 +53,20 @@ same call.
                            an optional field of an optional object. With a
                            plain string literal key the engine binds only that
                            entry of ``m`` (see ``cel_source``).
+``from_untrusted(v)``      Whether ``v`` (a string or a number), or a
+                           candidate value inside it, came from the output
+                           of a tool marked ``untrusted_output`` in this
+                           trace. See
+                           :mod:`~clearance._internal.policy.provenance`.
+``carries_sensitive(t)``   Whether ``t`` carries a value from the output of
+                           a tool marked ``sensitive_output`` in this trace.
 ========================== ================================================
+
+The two provenance helpers read the trace's fingerprints, which differ per
+decision: the engine binds them to the decision's view
+(:class:`~clearance._internal.policy.provenance.Provenance`). The entries of
+:data:`HELPERS` for them only fail, so an evaluation that did not bind them
+denies rather than answering "no".
 
 CEL's own optional syntax (``args.?memo.orValue("")``) would say the same, but
 the binding (common-expression-language 0.10) does not parse it ("unsupported
@@ -156,6 +169,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "HELPERS",
+    "PROVENANCE_HELPERS",
     "SENTENCE_OPENERS",
     "domain",
     "domains",
@@ -462,6 +476,17 @@ def get(mapping: object, key: object, default: object) -> object:
     return default if value is None else value
 
 
+def _unbound(name: str) -> Callable[[object], bool]:
+    def unbound(value: object) -> bool:
+        raise RuntimeError(f"{name}() needs the trace's provenance, which was not bound")
+
+    unbound.__name__ = name
+    return unbound
+
+
+PROVENANCE_HELPERS: Final[frozenset[str]] = frozenset({"from_untrusted", "carries_sensitive"})
+"""Helpers the engine binds per decision to the trace's fingerprints."""
+
 HELPERS: Final[Mapping[str, Callable[..., Any]]] = {
     "lower": lower,
     "upper": upper,
@@ -472,5 +497,6 @@ HELPERS: Final[Mapping[str, Callable[..., Any]]] = {
     "mentions": mentions,
     "is_subdomain": is_subdomain,
     "get": get,
+    **{name: _unbound(name) for name in sorted(PROVENANCE_HELPERS)},
 }
 """Every helper by the name conditions call it with."""

@@ -46,6 +46,10 @@ Codes
     action that is neither a declared tool nor a look-alike of one: calls to
     it run without any of the tool settings. (A bundle without a ``tools``
     section is not told about each of its actions.)
+``provenance-unmarked``
+    A rule calls ``from_untrusted`` while no tool is marked ``untrusted_output``,
+    or ``carries_sensitive`` while none is marked ``sensitive_output``: no result
+    is ever fingerprinted for it, so the helper always answers false.
 
 How totals reads are found: the rule's ``when`` is tokenized with
 :func:`clearance._internal.policy.cel_source.tokenize` (string literals and comments are
@@ -70,7 +74,13 @@ if TYPE_CHECKING:  # bundle.py must stay importable without this module (no cycl
 
 __all__ = ["CODES", "LintWarning", "lint_bundle", "totals_reads"]
 
-CODES: Final = ("totals-negative", "totals-sensitive", "action-lookalike", "action-undeclared")
+CODES: Final = (
+    "totals-negative",
+    "totals-sensitive",
+    "action-lookalike",
+    "action-undeclared",
+    "provenance-unmarked",
+)
 """Every warning code, in the order the checks run."""
 
 
@@ -264,10 +274,31 @@ def _check_actions(bundle: Bundle, rule: Rule) -> list[LintWarning]:
     return warnings
 
 
+_MARKS: Final = (("from_untrusted", "untrusted_output"), ("carries_sensitive", "sensitive_output"))
+
+
+def _check_provenance(bundle: Bundle, rule: Rule) -> list[LintWarning]:
+    warnings: list[LintWarning] = []
+    for helper, mark in _MARKS:
+        if helper in rule.condition.helpers and not any(
+            getattr(tool, mark) for tool in bundle.tools.values()
+        ):
+            warnings.append(
+                LintWarning(
+                    "provenance-unmarked",
+                    rule.id,
+                    f"calls {helper}(), but no tool is marked {mark}: no result is ever "
+                    "fingerprinted for it, so it always answers false",
+                )
+            )
+    return warnings
+
+
 def lint_bundle(bundle: Bundle) -> list[LintWarning]:
     """Every warning for ``bundle``, in rule order; empty when it lints clean."""
     warnings: list[LintWarning] = []
     for rule in bundle.rules:
         warnings.extend(_check_totals(bundle, rule))
         warnings.extend(_check_actions(bundle, rule))
+        warnings.extend(_check_provenance(bundle, rule))
     return warnings

@@ -307,13 +307,24 @@ class ArgsSchema:
         """Whether this schema uses the fast checker."""
         return self._fast is not None
 
-    def violation(self, args: Mapping[str, Any]) -> str | None:
-        """Return a description of the first violation of ``args``, or None when valid."""
+    def violation(self, args: Mapping[str, Any], *, unseen: Sequence[str] = ()) -> str | None:
+        """Return a description of the first violation of ``args``, or None when valid.
+
+        ``unseen`` lists dot paths of ``args`` whose values replay cannot see (the
+        ledger holds them as salted digests): violations inside them are not reported,
+        every other one is. A live decision always checks everything.
+        """
         instance = args if isinstance(args, dict) else dict(args)
         if self._fast is not None and self._fast.check(instance):
             return None
+        hidden = [tuple(path.split(".")) for path in unseen]
         try:
-            error = jsonschema.exceptions.best_match(self._validator.iter_errors(instance))
+            errors = (
+                error
+                for error in self._validator.iter_errors(instance)
+                if not any(tuple(error.absolute_path)[: len(h)] == h for h in hidden)
+            )
+            error = jsonschema.exceptions.best_match(errors)
         except Exception as exc:  # a foreign failure must not become "valid"
             return f"args could not be checked against the schema: {type(exc).__name__}"
         return None if error is None else _describe(error)
