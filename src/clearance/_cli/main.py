@@ -133,11 +133,13 @@ def bench(
     """Measure decision latency, governed-call latency and ledger throughput.
 
     Runs in process on a temporary home with the SQLite ledger: a decision
-    over 300 rules and 30 tools; the full governed call (decision, durable
-    decision entry, grant, verification, empty body, outcome entry) with an
-    fsync per commit (durable) and OS-buffered (relaxed); a breakdown of where
-    a governed call spends its time; and ledger appends, proofs and audit.
-    Medians of repeated runs are reported.
+    over 300 rules and 30 tools; the full in-process governed call (decision,
+    durable decision entry, empty body, outcome entry) with an fsync per commit
+    (durable) and OS-buffered (relaxed); the same call at trace lengths 1,
+    1,000 and 10,000; authorize + execute with a signed grant; a breakdown of
+    where a governed call spends its time; and ledger appends, proofs and
+    audit. Medians of repeated runs are reported, with ratios to an OpenSSL
+    Ed25519 sign + verify measured alongside.
     """
     from clearance._bench.run import run_bench
 
