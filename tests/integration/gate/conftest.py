@@ -12,6 +12,7 @@ import pytest
 from clearance._internal.gate.core import Gate
 from clearance._internal.home import Home, init_home
 from clearance._internal.wiring import open_gate
+from clearance.errors import LedgerError
 from tests.integration.conftest import mounted_tmpfs
 
 T0 = 1_795_000_000.0  # a fixed instant in 2026
@@ -107,3 +108,18 @@ def assemble_gate(
 def remount(mount: Path, mode: str) -> None:
     """Remount a tmpfs ``ro`` or ``rw``."""
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], check=True)
+
+
+class FailsExecutions:
+    """A ledger that takes every entry but execution outcomes, which fail as on a full disk."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def append(self, entry: Any) -> int:
+        if entry.get("type") == "execution":
+            raise LedgerError("disk full (simulated by the test)")
+        return int(self._inner.append(entry))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

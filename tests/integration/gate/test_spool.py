@@ -19,9 +19,9 @@ from clearance._internal.gate.core import Gate
 from clearance._internal.gate.spool import Spool
 from clearance._internal.home import Home, init_home
 from clearance._internal.sealing import SPOOL_PURPOSE, derive_key
-from clearance.errors import Denied, LedgerError
+from clearance.errors import Denied
 
-from .conftest import FixedClock, assemble_gate
+from .conftest import FailsExecutions, FixedClock, assemble_gate
 
 SPOOL_NAME = re.compile(r"o-[0-9a-f]{32}\.json")
 
@@ -190,19 +190,6 @@ def test_planted_spool_files_are_quarantined_never_appended(
         assert name in caplog.text
 
 
-class _FailsExecutions:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def append(self, entry: Any) -> int:
-        if entry.get("type") == "execution":
-            raise LedgerError("disk full (simulated by the test)")
-        return int(self._inner.append(entry))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 def test_spool_file_names_never_come_from_a_grant(tmp_path: Path, clock: FixedClock) -> None:
     """The reported attack: an absolute ``rid`` in a forged grant overwrote jwks.json."""
     import jwt
@@ -219,7 +206,7 @@ def test_spool_file_names_never_come_from_a_grant(tmp_path: Path, clock: FixedCl
         clock,
         replay_path=tmp_path / "replay.db",
         spool_dir=spool_dir,
-        wrap_ledger=_FailsExecutions,
+        wrap_ledger=FailsExecutions,
     ) as gate:
         auth = gate.authorize(
             {"action": "read_file", "args": {"path": "a"}}, trace=gate.open_trace("Read a")

@@ -30,7 +30,7 @@ from clearance._internal.intent import Intent
 from clearance._internal.wiring import open_gate
 from clearance.errors import Denied, InvalidGrant, LedgerError, OutcomeUnrecorded
 
-from .conftest import FixedClock, assemble_gate
+from .conftest import FailsExecutions, FixedClock, assemble_gate
 
 PRINCIPAL = "agent:ops-bot"
 
@@ -133,21 +133,6 @@ def test_a_logged_key_still_verifies_after_restart(home: Home, clock: FixedClock
 # --- C12: an outcome that can be recorded nowhere --------------------------------------------
 
 
-class _BrokenAfterDecision:
-    """A ledger that takes decisions but fails every execution append (and a spool that fails)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def append(self, entry: Any) -> int:
-        if entry.get("type") == "execution":
-            raise LedgerError("disk full (simulated by the test)")
-        return int(self._inner.append(entry))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 class _FailingSpool:
     def drain(self, append: Any, classify: Any) -> DrainReport:
         return DrainReport()  # nothing spooled yet
@@ -161,7 +146,7 @@ def test_outcome_lost_after_the_body_ran_is_a_distinct_error(
 ) -> None:
     ran: list[str] = []
     with assemble_gate(
-        home.path, clock, wrap_ledger=_BrokenAfterDecision, spool=_FailingSpool()
+        home.path, clock, wrap_ledger=FailsExecutions, spool=_FailingSpool()
     ) as gate:
         with (
             caplog.at_level(logging.ERROR, logger="clearance.gate"),

@@ -8,7 +8,6 @@ the user saved outside the ledger (:func:`check_consistency_with`).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from clearance._internal.ledger.consistency import check_consistency_with
 from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance.errors import TamperError
 
-from .support import attacker, entry, open_ledger
+from .support import attacker, entry, open_ledger, rehash_from
 
 SIZE = 40
 CHECKPOINTS = (8, 16, 24, 32, 40)
@@ -88,21 +87,6 @@ def _column(raw: sqlite3.Connection, column: str, idx: int) -> bytes:
 
 def _set(raw: sqlite3.Connection, column: str, idx: int, value: bytes) -> None:
     raw.execute(f"UPDATE entries SET {column} = ? WHERE idx = ?", (value, idx))
-
-
-def _rehash_from(raw: sqlite3.Connection, start: int) -> None:
-    """Recompute every stored hash (as the store would) after rewriting leaves."""
-    stack: list[tuple[int, bytes]] = []
-    for idx, leaf in raw.execute("SELECT idx, leaf FROM entries ORDER BY idx").fetchall():
-        level, node = 0, hashlib.sha256(b"\x00" + bytes(leaf)).digest()
-        stored = node
-        while stack and stack[-1][0] == level:
-            node = hashlib.sha256(b"\x01" + stack.pop()[1] + node).digest()
-            stored += node
-            level += 1
-        stack.append((level, node))
-        if idx >= start:
-            _set(raw, "hashes", idx, stored)
 
 
 def test_the_pristine_ledger_verifies(base: Base, copy: Path) -> None:
@@ -193,7 +177,7 @@ def test_rewrite_with_recomputed_hashes_is_caught_by_signed_roots(
     base: Base, copy: Path, raw: sqlite3.Connection
 ) -> None:
     _set(raw, "leaf", 18, canonical_json(entry(18, effect="allow", note="forged")))
-    _rehash_from(raw, 18)
+    rehash_from(raw, 18)
     report = verify(copy, vkey=base.signer.vkey())
     assert not report.ok
     assert report.first_bad_index == 16  # checkpoint 16 still matches; 24 does not
