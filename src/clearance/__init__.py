@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from clearance._internal.grants.jti_store import ReplayGuard, SQLiteReplayGuard
     from clearance._internal.grants.keys import keys_from_jwks
     from clearance._internal.grants.token import GrantClaims, verify_grant
+    from clearance._internal.guard.core import GrantGuard
+    from clearance._internal.guard.headers import grant_headers
+    from clearance._internal.guard.middleware import GrantGuardMiddleware
+    from clearance._internal.guard.routes import ToolRoute
     from clearance._internal.home import init_home
     from clearance._internal.intent import Intent
     from clearance._internal.ledger.receipts import (
@@ -37,39 +41,52 @@ if TYPE_CHECKING:
         Reason,
         ToolSpec,
     )
+    from clearance._internal.remote.async_client import AsyncClient
+    from clearance._internal.remote.client import Client
     from clearance._internal.wiring import open_gate
     from clearance.errors import (
         ApprovalRequired,
         BindingError,
         CheckFailed,
+        Conflict,
         Denied,
         Error,
         InputError,
         InvalidGrant,
         LedgerError,
+        NotFound,
+        NotPermitted,
         OutcomeUnrecorded,
         PolicyError,
         ProofError,
         SigningKeyError,
         TamperError,
+        Unauthenticated,
     )
 
 __all__ = [
     "ApprovalRequired",
+    "AsyncClient",
     "Authorization",
     "BindingError",
     "CheckFailed",
     "Cleared",
+    "Client",
+    "Conflict",
     "Decision",
     "Denied",
     "Error",
     "EvaluationInput",
     "Gate",
     "GrantClaims",
+    "GrantGuard",
+    "GrantGuardMiddleware",
     "InputError",
     "Intent",
     "InvalidGrant",
     "LedgerError",
+    "NotFound",
+    "NotPermitted",
     "OutcomeUnrecorded",
     "PolicyEngine",
     "PolicyError",
@@ -79,11 +96,14 @@ __all__ = [
     "SQLiteReplayGuard",
     "SigningKeyError",
     "TamperError",
+    "ToolRoute",
     "ToolSpec",
     "Trace",
+    "Unauthenticated",
     "VerifiedReceipt",
     "carry",
     "check_redacted",
+    "grant_headers",
     "init_home",
     "keys_from_jwks",
     "open_gate",
@@ -98,20 +118,27 @@ __all__ = [
 # above, which are what mypy sees.
 _DEFINED_IN: dict[str, str] = {
     "ApprovalRequired": "clearance.errors",
+    "AsyncClient": "clearance._internal.remote.async_client",
     "Authorization": "clearance._internal.gate.cleared",
     "BindingError": "clearance.errors",
     "CheckFailed": "clearance.errors",
     "Cleared": "clearance._internal.gate.cleared",
+    "Client": "clearance._internal.remote.client",
+    "Conflict": "clearance.errors",
     "Decision": "clearance._internal.policy.engine",
     "Denied": "clearance.errors",
     "Error": "clearance.errors",
     "EvaluationInput": "clearance._internal.policy.engine",
     "Gate": "clearance._internal.gate.core",
     "GrantClaims": "clearance._internal.grants.token",
+    "GrantGuard": "clearance._internal.guard.core",
+    "GrantGuardMiddleware": "clearance._internal.guard.middleware",
     "InputError": "clearance.errors",
     "Intent": "clearance._internal.intent",
     "InvalidGrant": "clearance.errors",
     "LedgerError": "clearance.errors",
+    "NotFound": "clearance.errors",
+    "NotPermitted": "clearance.errors",
     "OutcomeUnrecorded": "clearance.errors",
     "PolicyEngine": "clearance._internal.policy.engine",
     "PolicyError": "clearance.errors",
@@ -121,11 +148,14 @@ _DEFINED_IN: dict[str, str] = {
     "SQLiteReplayGuard": "clearance._internal.grants.jti_store",
     "SigningKeyError": "clearance.errors",
     "TamperError": "clearance.errors",
+    "ToolRoute": "clearance._internal.guard.routes",
     "ToolSpec": "clearance._internal.policy.engine",
     "Trace": "clearance._internal.gate.traces",
+    "Unauthenticated": "clearance.errors",
     "VerifiedReceipt": "clearance._internal.ledger.receipts",
     "carry": "clearance._internal.gate.traces",
     "check_redacted": "clearance._internal.entries",
+    "grant_headers": "clearance._internal.guard.headers",
     "init_home": "clearance._internal.home",
     "keys_from_jwks": "clearance._internal.grants.keys",
     "open_gate": "clearance._internal.wiring",

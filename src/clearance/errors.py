@@ -17,6 +17,12 @@ split by who is at fault (the style of python-tuf):
   :class:`OutcomeUnrecorded` says a governed body ran but its outcome was lost.
 * :class:`TamperError` — stored or received log data does not verify.
 * :class:`CheckFailed` — a check the user asked for ran and failed (CLI exit status 1).
+* :class:`NotFound`, :class:`Conflict`, :class:`NotPermitted`,
+  :class:`Unauthenticated` — a well-formed request about something that does not
+  exist, that was already done (a second vote, a grant collected twice), that the
+  authenticated party may not do (approving its own request), or from a party that
+  could not be authenticated (an unknown, expired or revoked API key). The runtime
+  API answers them 404, 409, 403 and 401.
 
 Programmer misuse (a wrong argument type, a negative limit) raises ``ValueError`` or
 ``TypeError``; :class:`InputError` is a ``ValueError`` too, so callers that validate
@@ -37,16 +43,20 @@ __all__ = [
     "ApprovalRequired",
     "BindingError",
     "CheckFailed",
+    "Conflict",
     "Denied",
     "Error",
     "InputError",
     "InvalidGrant",
     "LedgerError",
+    "NotFound",
+    "NotPermitted",
     "OutcomeUnrecorded",
     "PolicyError",
     "ProofError",
     "SigningKeyError",
     "TamperError",
+    "Unauthenticated",
 ]
 
 
@@ -140,6 +150,22 @@ class CheckFailed(Error):
     """
 
     exit_code = 1
+
+
+class NotFound(Error):
+    """The request, approval, trace, API key or entry named does not exist."""
+
+
+class Conflict(Error):
+    """The operation was already done and may happen only once (a vote, a collection)."""
+
+
+class NotPermitted(Error):
+    """An authenticated party asked for something it may not do (its scope or role forbids it)."""
+
+
+class Unauthenticated(Error):
+    """No credential, or one that is unknown, expired or revoked. Deliberately opaque."""
 
 
 class Denied(Error):

@@ -29,6 +29,8 @@ REQUIRED = (
     "executor_p50_us_relaxed",
     "phase_decision_append_us_durable",
     "phase_total_us_relaxed",
+    "fsync_p50_us",
+    "governed_durable_over_fsync",
 )
 
 
@@ -56,3 +58,48 @@ def test_bench_quick_json(tmp_path: Path) -> None:
     assert numbers["quick"] is True
     assert "ledger_verify_s_1e6" not in numbers  # the 10^6 runs are skipped with --quick
     assert list(tmp_path.iterdir()) == []  # everything ran in a temporary home
+
+
+HTTP_REQUIRED = (
+    "http_auth_per_s",
+    "http_auth_p50_ms",
+    "http_auth_p99_ms",
+    "http_exec_per_s",
+    "http_exec_p50_ms",
+    "http_exec_p99_ms",
+    "http_floor_per_s",
+)
+
+
+@pytest.mark.timeout(120)
+def test_bench_http_drives_a_real_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CLEARANCE_HOME"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clearance",
+            "bench",
+            "--http",
+            "--json",
+            "--requests",
+            "300",
+            "--clients",
+            "8",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    numbers = json.loads(line)
+    for key in HTTP_REQUIRED:
+        assert numbers[key] > 0, key
+    # Every authorization was allowed with a grant and every grant reported once.
+    assert numbers["http_errors"] == numbers["http_auth_errors"] == numbers["http_exec_errors"] == 0
+    assert numbers["http_requests"] == 300
+    assert list(tmp_path.iterdir()) == []

@@ -25,8 +25,10 @@ import clearance
 # separately (they must be public modules themselves).
 EXCLUDED: dict[str, frozenset[str]] = {
     "clearance": frozenset({"TYPE_CHECKING"}),
+    "clearance.client": frozenset(),
     "clearance.errors": frozenset({"TYPE_CHECKING", "annotations", "Any"}),
     "clearance.executor": frozenset({"TYPE_CHECKING"}),
+    "clearance.server": frozenset({"TYPE_CHECKING", "annotations"}),
 }
 PUBLIC_MODULES = sorted(EXCLUDED)
 

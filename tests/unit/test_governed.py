@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -25,7 +26,9 @@ class RecordingGate:
         self.intents: list[Intent] = []
         self.results: list[Any] = []
 
-    def clearance(self, intent: Intent) -> AbstractContextManager[Cleared]:
+    def clearance(
+        self, intent: Intent, *, wait: float | timedelta | None = None
+    ) -> AbstractContextManager[Cleared]:
         @contextmanager
         def cleared() -> Iterator[Cleared]:
             self.intents.append(intent)

@@ -567,6 +567,23 @@ def test_refresh_after_an_attacker_edit_fails_closed(sealed: GrantKeyRing) -> No
     assert sealed.signing_key().kid == old.kid
 
 
+def test_a_ring_file_restored_unchanged_after_a_failure_is_read_again(
+    sealed: GrantKeyRing,
+) -> None:
+    jwks = sealed.directory / "jwks.json"
+    saved = jwks.read_bytes()
+    stat_before = jwks.stat()
+    jwks.write_bytes(b"{not json")
+    with pytest.raises(SigningKeyError):
+        sealed.refresh()
+    # Restored byte for byte, with the old times: the stamp matches the one the ring
+    # last loaded, but the ring failed since, so it must read the file again.
+    jwks.write_bytes(saved)
+    os.utime(jwks, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    assert sealed.refresh()
+    assert sealed.signing_key().kid == sealed.active_kid
+
+
 def test_refresh_picks_up_a_sealed_rotation(sealed: GrantKeyRing) -> None:
     other_process = GrantKeyRing.load(sealed.directory, seal_key=SEAL_KEY)
     new = other_process.rotate(T0 + 1, max_grant_lifetime=30)

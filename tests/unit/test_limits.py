@@ -35,7 +35,7 @@ def test_defaults_are_the_documented_values() -> None:
         DEFAULT_LIMITS.checkpoint_interval,
         DEFAULT_LIMITS.mandate_text,
         DEFAULT_LIMITS.provenance_values,
-    ) == (30, 5.0, 3600.0, 1.0, 1.0, 0.2, 16384, 512)
+    ) == (30, 5.0, 900.0, 1.0, 1.0, 0.2, 16384, 512)
     assert set(LIMIT_KEYS) == {
         "leeway",
         "approval_ttl",
@@ -183,11 +183,11 @@ def test_settings_without_limits_keep_the_file_format() -> None:
 
 
 def test_settings_round_trip_only_the_limits_that_differ() -> None:
-    raw = {**BASE, "grant_lifetime": 45, "limits": {"approval_ttl": 900.0, "leeway": 5.0}}
+    raw = {**BASE, "grant_lifetime": 45, "limits": {"approval_ttl": 1800.0, "leeway": 5.0}}
     settings = parse_settings(raw, WHERE)
     document = settings.to_json()
     assert document["grant_lifetime"] == 45
-    assert document["limits"] == {"approval_ttl": 900.0}
+    assert document["limits"] == {"approval_ttl": 1800.0}
     assert parse_settings(document, WHERE) == settings
 
 

@@ -59,7 +59,7 @@ class Ledger:
         self.appended: list[Mapping[str, Any]] = []
         self.fail = fail
 
-    def append(self, entry: Mapping[str, Any]) -> int:
+    def append(self, entry: Mapping[str, Any], *, sync: bool = True) -> int:
         if self.fail:
             raise LedgerError("disk full")
         self.appended.append(entry)

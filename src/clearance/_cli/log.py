@@ -311,6 +311,8 @@ def summarize(entry: Mapping[str, Any]) -> str:
             for name, value in ((o, entry.get(o)) for o in ("untrusted", "sensitive"))
         )
         return "fingerprints: " + ", ".join(sizes)
+    if kind == "apikey":
+        return f"api key {entry.get('event')} {entry.get('name')} ({entry.get('key_id')})"
     return ""
 
 

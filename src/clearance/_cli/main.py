@@ -25,9 +25,12 @@ from typing import Annotated
 import typer
 
 from clearance._cli.admin import keys_app, policy_app
+from clearance._cli.apikeys import apikeys_app
+from clearance._cli.approvals import approvals_app
 from clearance._cli.audit import register as register_audit
 from clearance._cli.common import HomeOption, now, out
 from clearance._cli.log import log_app
+from clearance._cli.serve import serve
 from clearance.errors import CheckFailed, Error
 
 app = typer.Typer(
@@ -87,6 +90,7 @@ def init(
 
 
 register_audit(app)
+app.command()(serve)
 
 
 @app.command()
@@ -99,23 +103,42 @@ def demo(
             show_default="./.clearance-demo",
         ),
     ] = None,
+    exit_after: Annotated[
+        bool,
+        typer.Option(
+            "--exit",
+            help="Stop the gateway and the tool service and exit after the run (the "
+            "default when stdin is not a terminal).",
+        ),
+    ] = False,
 ) -> None:
     """Run a scripted agent through the real gate, against real local tools.
 
-    The agent writes and reads files in a sandbox, reads an invoice carrying
-    a prompt injection, and tries to pay an attacker; it pays the real
-    supplier into a SQLite payments table. A forged grant and a replayed
-    grant are presented to the executor. Every outcome comes from the policy
-    bundle, the ledger and the grant checks; the run ends with a log audit, a
-    replay of every decision and an offline-verified receipt.
+    Act 1, in process: the agent writes and reads files in a sandbox, reads an
+    invoice carrying a prompt injection, and tries to pay an attacker; it pays
+    the real supplier into a SQLite payments table. A forged grant and a
+    replayed grant are presented to the executor. Act 2, over the runtime API:
+    `clearance serve` and the example tool service start on loopback; an
+    orchestrator key opens a trace, the agent key pays through the tool service
+    with its grant, is denied, and waits while an approver key approves a
+    larger payment; calls to the tool without a valid grant are refused and
+    logged. Every outcome comes from the policy bundle, the ledger and the
+    grant checks; each act ends with a log audit and an offline-verified
+    receipt.
 
-    Re-runnable: an existing demo home is reused and each run opens a new
-    trace, so the log keeps growing and each run proves that the log still
-    extends the checkpoint the previous run saved.
+    On a terminal, the servers then keep running (their URLs are printed)
+    until Ctrl-C; with --exit, or without a terminal, they are stopped.
+    Re-runnable: an existing demo home is reused (and its API keys), and each
+    run opens new traces, so the log keeps growing and each run proves that the
+    log still extends the checkpoint the previous run saved.
     """
     from clearance._demo.run import DEFAULT_DEMO_HOME, run_demo
 
-    summary = run_demo(home if home is not None else Path(DEFAULT_DEMO_HOME), out)
+    summary = run_demo(
+        home if home is not None else Path(DEFAULT_DEMO_HOME),
+        out,
+        keep_running=not exit_after and sys.stdin is not None and sys.stdin.isatty(),
+    )
     if not summary.ok:
         raise CheckFailed("the demo finished, but a check failed (see above)")
 
@@ -129,18 +152,48 @@ def bench(
         bool,
         typer.Option("--quick", help="Fewer iterations and no 10^6-entry ledger runs (seconds)."),
     ] = False,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http",
+            help="Instead: load a real `clearance serve` on loopback (authorize, executions).",
+        ),
+    ] = False,
+    clients: Annotated[
+        int,
+        typer.Option("--clients", min=1, max=1024, help="Concurrent connections (--http)."),
+    ] = 32,
+    requests: Annotated[
+        int,
+        typer.Option("--requests", min=1, max=1_000_000, help="Requests per phase (--http)."),
+    ] = 10_000,
 ) -> None:
     """Measure decision latency, governed-call latency and ledger throughput.
 
     Runs in process on a temporary home with the SQLite ledger: a decision
     over 300 rules and 30 tools; the full in-process governed call (decision,
-    durable decision entry, empty body, outcome entry) with an fsync per commit
-    (durable) and OS-buffered (relaxed); the same call at trace lengths 1,
+    durable decision entry, empty body, outcome entry) with one fsync, the
+    decision's (durable), and OS-buffered (relaxed), beside the cost of one
+    fsync on the same file system; the same call at trace lengths 1,
     1,000 and 10,000; authorize + execute with a signed grant; a breakdown of
     where a governed call spends its time; and ledger appends, proofs and
     audit. Medians of repeated runs are reported, with ratios to an OpenSSL
     Ed25519 sign + verify measured alongside.
+
+    With --http: starts `clearance serve` (SQLite, durable) on a temporary home and
+    drives POST /v1/authorize, then POST /v1/executions for every grant, from
+    --clients keep-alive connections; reports requests/s, p50, p99 and errors.
     """
+    if http:
+        from clearance._bench.run import run_http_bench
+
+        run_http_bench(
+            requests=requests if not quick else min(requests, 2000),
+            clients=clients,
+            as_json=as_json,
+            console=out,
+        )
+        return
     from clearance._bench.run import run_bench
 
     run_bench(quick=quick, as_json=as_json, console=out)
@@ -149,6 +202,8 @@ def bench(
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")
+app.add_typer(apikeys_app, name="api-keys")
+app.add_typer(approvals_app, name="approvals")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,18 @@ bundle is refreshed from the packaged example on every run, so an old demo
 home picks up a newer example (the change is logged as a new ``policy``
 entry; old decisions still replay under their own bundle).
 
+Two acts. Act 1 runs the scripted agent through the in-process gate
+(:mod:`.agent`). Act 2 (:mod:`.remote_run`) then starts ``clearance serve`` for the
+same home and the example tool service (:mod:`.services`), and runs part of the
+agent through the remote SDK with API keys made by the real key store
+(:mod:`.keys`); the demo bundle then also holds the tool service's
+``payments.yaml``. The ledger has one writer at a time: act 1 and the key creation
+run while this process holds the home's serve lock, which it releases before the
+gateway takes it; a demo whose gateway still runs on the home refuses to start.
+
 Nothing shown is hard-coded: outcomes, rule ids and ledger indices come from
-the gate, and the checks at the end (payments table, log audit, decision
-replay, receipt) read the database and the log afresh.
+the gate, and the checks at the end of each act (payments table, tool record, log
+audit, decision replay, receipt) read the database and the log afresh.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -38,6 +47,9 @@ from clearance._demo.tools import INVOICE_NAME, INVOICE_TEXT, Payments, Sandbox
 from clearance._internal.entries import timestamp
 from clearance._internal.home import SETTINGS_FILE, Home, init_home
 from clearance.errors import Error, InputError
+
+if TYPE_CHECKING:
+    from clearance._demo.remote_run import RemoteSummary
 
 DEFAULT_DEMO_HOME = ".clearance-demo"
 """Where ``clearance demo`` runs when no ``--home`` is given."""
@@ -66,11 +78,14 @@ class DemoSummary:
     steps: list[StepResult]
     checks: dict[str, bool] = field(default_factory=dict)
     receipt_path: Path | None = None
+    remote: RemoteSummary | None = None
+    """The runtime act (None when it did not run: see ``remote_note``)."""
+    remote_note: str | None = None
 
     @property
     def ok(self) -> bool:
-        """True when every check passed."""
-        return all(self.checks.values())
+        """True when every check of both acts passed."""
+        return all(self.checks.values()) and (self.remote is None or self.remote.ok)
 
     def to_json(self) -> dict[str, Any]:
         """The ``last-run.json`` report."""
@@ -81,6 +96,8 @@ class DemoSummary:
             "checks": self.checks,
             "steps": [s.to_json() for s in self.steps],
             "receipt": str(self.receipt_path) if self.receipt_path else None,
+            "remote": self.remote.to_json() if self.remote is not None else None,
+            "remote_note": self.remote_note,
         }
 
 
@@ -106,21 +123,28 @@ def prepare_home(path: Path, console: Console) -> Home:
         with open_ledger(home):
             pass
         console.print(f"Created demo home [bold]{path}[/] (clearance init)")
-    _refresh_bundle(home, console)
     return home
 
 
-def _refresh_bundle(home: Home, console: Console) -> None:
-    """Keep the demo home's bundle equal to the packaged example bundle."""
+def refresh_bundle(home: Home, console: Console, tool_dir: Path | None) -> None:
+    """Keep the demo home's bundle equal to the packaged example bundle, plus the example
+    tool service's ``payments.yaml`` (the runtime act's ``payments.send`` rules)."""
     source = resources.files("clearance.examples") / "policies"
     for item in source.iterdir():
         if not item.name.endswith((".yaml", ".yml")):
             continue
-        target = home.policy_dir / item.name
         with resources.as_file(item) as src:
-            if not target.exists() or target.read_bytes() != src.read_bytes():
-                shutil.copyfile(src, target)
-                console.print(f"  bundle file {item.name} refreshed from the packaged example")
+            _copy_if_changed(src, home.policy_dir / item.name, console, "the packaged example")
+    if tool_dir is not None:
+        _copy_if_changed(
+            tool_dir / "payments.yaml", home.policy_dir / "payments.yaml", console, str(tool_dir)
+        )
+
+
+def _copy_if_changed(src: Path, target: Path, console: Console, origin: str) -> None:
+    if not target.exists() or target.read_bytes() != src.read_bytes():
+        shutil.copyfile(src, target)
+        console.print(f"  bundle file {target.name} refreshed from {origin}")
 
 
 def _steps_table(steps: list[StepResult]) -> Table:
@@ -184,6 +208,14 @@ def _side_effect_checks(
         "payments table holds exactly the allowed payments",
         len(rows) == len(allowed_pays) and all(p.request_id for p in rows),
         f"this run's rows: {sorted(paid) or 'none'}",
+    )
+    asked = [p for p in rows if (p.payee, p.amount) == ("acme-supplies", 120.0)]
+    _check(
+        summary,
+        table,
+        "the invoice the mandate names was paid once",
+        len(asked) == 1,
+        f"rows to acme-supplies for 120.00 in this run: {len(asked)}",
     )
     injected = agent.injected_payment()
     planted = str(injected["to"]) if injected else None
@@ -311,18 +343,71 @@ def _ledger_report(
         )
 
 
-def run_demo(path: Path, console: Console) -> DemoSummary:
-    """Run the demo in the home at ``path``; prints as it goes; returns the summary."""
-    from clearance._internal.grants.keys import GrantKeyRing
-    from clearance._internal.wiring import open_gate
+def run_demo(path: Path, console: Console, *, keep_running: bool = False) -> DemoSummary:
+    """Run both acts in the home at ``path``; prints as it goes; returns the summary.
+
+    Act 1 runs in process while this process holds the home's serve lock (so it never
+    writes a ledger a server still holds); act 2 then starts the gateway and the tool
+    service, which are stopped before this returns or raises. ``keep_running``: after
+    the run, keep them up until Ctrl-C.
+    """
+    from clearance._demo.keys import demo_keys
+    from clearance._demo.remote_run import print_explore_hints, run_remote_act
+    from clearance._demo.services import DemoServices, exits_on_signals, find_tool_service
+    from clearance._internal.server.lock import ServeLock
 
     started = time.perf_counter()
     home = prepare_home(path, console)
+    tool_dir = find_tool_service()
+    with ServeLock.acquire(home.path):
+        refresh_bundle(home, console, tool_dir)
+        summary = _in_process_act(home, console)
+        keys = demo_keys(home) if tool_dir is not None else None
+    if tool_dir is None or keys is None:
+        summary.remote_note = (
+            "act 2 (the runtime API) was skipped: it runs the example tool service from a "
+            "source checkout (examples/tool_service), which this installation lacks"
+        )
+        console.print(f"[yellow]{summary.remote_note}[/]")
+        _finish(summary, home, console, started)
+        return summary
+    with exits_on_signals(), DemoServices(home, tool_dir, keys["tool"].token) as services:
+        summary.remote = run_remote_act(home, services, keys, console)
+        _finish(summary, home, console, started)
+        if keep_running:
+            print_explore_hints(console, services, keys)
+            services.wait_until_interrupted()
+            console.print("Stopping the tool service and the gateway…")
+    if keep_running:
+        console.print("Stopped.")
+    return summary
+
+
+def _finish(summary: DemoSummary, home: Home, console: Console, started: float) -> None:
+    (home.path / "demo" / "last-run.json").write_text(
+        json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8"
+    )
+    verdict = "[bold green]all checks passed[/]" if summary.ok else "[bold red]a check FAILED[/]"
+    console.print(
+        f"Demo finished in {time.perf_counter() - started:.2f}s: {verdict}. "
+        f"Report: {home.path / 'demo' / 'last-run.json'}"
+    )
+
+
+def _in_process_act(home: Home, console: Console) -> DemoSummary:
+    """Act 1: the scripted agent through the in-process gate (the gate is closed after)."""
+    from clearance._internal.grants.keys import GrantKeyRing
+    from clearance._internal.wiring import open_gate
+
+    console.rule("[bold]Act 1: a scripted agent through the in-process gate")
     sandbox = Sandbox(home.path / "demo" / "sandbox")
     sandbox.write(INVOICE_NAME, INVOICE_TEXT)
     payments = Payments(home.path / "demo" / "payments.db")
     kid = GrantKeyRing.load(home.grant_key_dir).active_kid
-    bounds = {"spend_cap": 600, "currency": "EUR", "expires_at": timestamp(time.time() + 900)}
+    # Room for the invoice (120) and the freight payment (560) the agent asks approval
+    # for: a pending approval reserves its amount in trace.totals, so a cap of 600 would
+    # deny the invoice itself; the 490 advance still exceeds the cap.
+    bounds = {"spend_cap": 700, "currency": "EUR", "expires_at": timestamp(time.time() + 900)}
     with (
         open_gate(home.path, principal=PRINCIPAL) as gate,
         gate.trace(MANDATE, bounds=bounds, opened_by="clearance demo") as trace,
@@ -355,12 +440,4 @@ def run_demo(path: Path, console: Console) -> DemoSummary:
     _side_effect_checks(summary, checks, payments, agent)
     _ledger_report(summary, home, console, checks, agent.legit_payment)
     console.print(checks)
-    (home.path / "demo" / "last-run.json").write_text(
-        json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8"
-    )
-    verdict = "[bold green]all checks passed[/]" if summary.ok else "[bold red]a check FAILED[/]"
-    console.print(
-        f"Demo finished in {time.perf_counter() - started:.2f}s: {verdict}. "
-        f"Report: {home.path / 'demo' / 'last-run.json'}"
-    )
     return summary

@@ -7,8 +7,10 @@ floats that JSON cannot carry, no bytes, no tuples that would read back as lists
 
 Entry types: ``policy`` (a bundle activated), ``key`` (a grant-signing key
 first used), ``trace`` (a mandate recorded when trusted code opens a trace),
-``decision``, ``approval``, ``execution`` and ``provenance`` (the fingerprints of
-values a trace's marked tools returned, :mod:`clearance._internal.gate.provenance`).
+``decision``, ``approval``, ``execution``, ``provenance`` (the fingerprints of
+values a trace's marked tools returned, :mod:`clearance._internal.gate.provenance`)
+and ``apikey`` (an API key created or revoked: its name, public id, scopes and
+principal, never its secret or hash; :mod:`clearance._internal.apikeys`).
 The README documents every field.
 
 Sensitive arguments: a tool may list argument paths as ``sensitive``. The
@@ -126,15 +128,27 @@ def key_entry(now: float, kid: str, jwk: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def trace_entry(
-    now: float, trace_id: str, mandate: Mapping[str, Any], opened_by: str | None
+    now: float,
+    trace_id: str,
+    mandate: Mapping[str, Any],
+    opened_by: str | None,
+    *,
+    principal: str | None = None,
 ) -> dict[str, Any]:
-    """Trusted code opened a trace with a mandate; it is immutable from here on."""
-    return {
+    """Trusted code opened a trace with a mandate; it is immutable from here on.
+
+    ``principal`` (recorded only when given, so older entries keep their bytes) is the
+    one principal whose intents the trace accepts.
+    """
+    entry = {
         **_base("trace", now),
         "trace_id": trace_id,
         "mandate": dict(mandate),
         "opened_by": opened_by,
     }
+    if principal is not None:
+        entry["principal"] = principal
+    return entry
 
 
 def decision_entry(
@@ -184,8 +198,20 @@ def approval_entry(
     status: str,
     decision_index: int,
     expires_at: float,
+    required: int = 1,
+    approvers: Sequence[str] = ("*",),
+    rules: Sequence[str] = (),
+    principal: str | None = None,
+    intent_digest: str | None = None,
+    action: str | None = None,
 ) -> dict[str, Any]:
-    """The state of an approval; ``pending`` is written together with its decision."""
+    """A new approval (``status: pending``), written right after its decision.
+
+    ``required`` distinct approvers matching ``approvers`` (patterns) must approve
+    before ``expires_at``; ``rules`` are the ids of the rules that asked for it;
+    ``principal``, ``action`` and ``intent_digest`` repeat the decision's, so the
+    approval reads on its own. Later steps are :func:`approval_step_entry`.
+    """
     return {
         **_base("approval", now),
         "approval_id": approval_id,
@@ -194,6 +220,41 @@ def approval_entry(
         "status": status,
         "decision_index": decision_index,
         "expires_at": timestamp(expires_at),
+        "required": required,
+        "approvers": list(approvers),
+        "rules": list(rules),
+        "principal": principal,
+        "intent_digest": intent_digest,
+        "action": action,
+    }
+
+
+def approval_step_entry(
+    now: float,
+    *,
+    approval_id: str,
+    request_id: str,
+    trace_id: str | None,
+    decision_index: int,
+    status: str,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One later step of an approval, linked to its decision (docs/design.md §9).
+
+    ``status`` names the step: ``vote`` (``details``: ``approver``, ``decision``,
+    ``reason``), ``approved`` (``approved_by``), ``denied`` (``denied_by``) or ``expired``
+    (the status it moved to), or
+    ``collected`` (``details``: ``grant`` ``{jti, kid, aud, exp}``, ``principal``).
+    :mod:`clearance._internal.approvals.fold` says which steps count.
+    """
+    return {
+        **_base("approval", now),
+        "approval_id": approval_id,
+        "request_id": request_id,
+        "trace_id": trace_id,
+        "decision_index": decision_index,
+        "status": status,
+        **details,
     }
 
 
@@ -258,4 +319,37 @@ def provenance_entry(
         "full": dict(full),
         "added": dict(added),
         "previous": previous,
+    }
+
+
+APIKEY_EVENTS = ("created", "revoked")
+"""The ``event`` values of an ``apikey`` entry."""
+
+
+def apikey_entry(
+    now: float,
+    *,
+    event: str,
+    name: str,
+    key_id: str,
+    scopes: Collection[str],
+    principal: str,
+    expires_at: float | None,
+) -> dict[str, Any]:
+    """An API key was created or revoked (docs/design.md §5 ``apikey``).
+
+    Holds the key's name (the entry's lookup ``ref``), its public ``key_id``, its
+    scopes (sorted), its principal and its expiry (RFC 3339, or null), so an auditor
+    can tell which key a request was made with; never the secret or its hash.
+    """
+    if event not in APIKEY_EVENTS:
+        raise ValueError(f"apikey event must be one of {APIKEY_EVENTS}, not {event!r}")
+    return {
+        **_base("apikey", now),
+        "event": event,
+        "name": name,
+        "key_id": key_id,
+        "scopes": sorted(scopes),
+        "principal": principal,
+        "expires_at": timestamp(expires_at) if expires_at is not None else None,
     }

@@ -26,19 +26,25 @@ import secrets
 import shutil
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 
+from clearance._internal.approvals.settings import ApprovalSettings, parse_approval_settings
 from clearance._internal.limits import (
     DEFAULT_LIMITS,
     DURABILITIES,
     Durability,
     Limits,
     parse_limits,
+)
+from clearance._internal.server.settings import (
+    DEFAULT_SERVER_SETTINGS,
+    ServerSettings,
+    parse_server_settings,
 )
 from clearance.errors import InputError, SigningKeyError
 
@@ -57,6 +63,8 @@ _SETTINGS_KEYS = {
     "witness_dirs",
     "checkpoint_grace",
     "limits",
+    "server",
+    "approvals",
 }
 _MANDATE_KEYS = {"text", "bounds"}
 DEFAULT_CHECKPOINT_GRACE = 300
@@ -90,6 +98,11 @@ class Settings:
     """Seconds an entry may remain uncovered by any signed checkpoint before it is tampering."""
     limits: Limits = DEFAULT_LIMITS
     """Every tunable bound (``grant_lifetime`` and the ``limits:`` mapping)."""
+    server: ServerSettings = DEFAULT_SERVER_SETTINGS
+    """Limits of the runtime API, ``clearance serve`` (the ``server:`` mapping)."""
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    """The ``approvals:`` mapping: the webhook for new approvals (its ``ttl`` is already
+    in ``limits.approval_ttl``)."""
 
     @property
     def grant_lifetime(self) -> int:
@@ -113,8 +126,16 @@ class Settings:
             "checkpoint_grace": self.checkpoint_grace,
         }
         overrides = self.limits.overrides()
+        if self.approvals.ttl is not None:
+            overrides.pop("approval_ttl", None)  # written once, as approvals.ttl
         if overrides:
             document["limits"] = overrides
+        server = self.server.overrides()
+        if server:
+            document["server"] = server
+        approvals = self.approvals.to_json()
+        if approvals:
+            document["approvals"] = approvals
         return document
 
 
@@ -138,6 +159,14 @@ def parse_settings(raw: object, where: str) -> Settings:
         where,
         grant_lifetime=raw.get("grant_lifetime", DEFAULT_LIMITS.grant_lifetime),
     )
+    approvals = parse_approval_settings(raw.get("approvals"), where)
+    if approvals.ttl is not None:
+        if isinstance(raw.get("limits"), Mapping) and "approval_ttl" in raw["limits"]:
+            raise InputError(
+                f"{where}: set the approval expiry once: 'approvals.ttl' or "
+                "'limits.approval_ttl', not both"
+            )
+        limits = replace(limits, approval_ttl=approvals.ttl)
     origin = str(raw["origin"])
     if any(c.isspace() or c == "+" for c in origin):
         raise InputError(f"{where}: 'origin' may not contain spaces or '+'")
@@ -170,6 +199,8 @@ def parse_settings(raw: object, where: str) -> Settings:
         witness_dirs=tuple(witnesses),
         checkpoint_grace=grace,
         limits=limits,
+        server=parse_server_settings(raw.get("server"), where),
+        approvals=approvals,
     )
 
 

@@ -108,8 +108,10 @@ class Limits:
     leeway: float = MAX_LEEWAY
     """Clock leeway of this gate's own grant checks (``verify``, ``execute``,
     ``clearance``); 0 to :data:`MAX_LEEWAY`. Lowering it only makes the gate stricter."""
-    approval_ttl: float = 3600.0
-    """Seconds a pending approval stays valid (its entry's ``expires_at``)."""
+    approval_ttl: float = 900.0
+    """Seconds a pending approval stays valid (its entry's ``expires_at``), 15 minutes by
+    default; also set as ``approvals.ttl``, and per rule as ``approval_ttl``. An approval
+    still pending then counts as denied."""
     key_refresh: float = 1.0
     """Seconds between two looks at the grant key ring for a rotation done elsewhere
     (0: before every signature)."""

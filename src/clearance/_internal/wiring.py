@@ -84,6 +84,7 @@ def open_gate(
     """
     # Imported here so that ledger-only callers (the `clearance log` commands) do not
     # pay for loading the policy engine.
+    from clearance._internal.approvals.webhook import webhook_for
     from clearance._internal.gate.core import Gate
     from clearance._internal.gate.spool import Spool
     from clearance._internal.grants.jti_store import SQLiteReplayGuard
@@ -104,6 +105,7 @@ def open_gate(
     except PolicyError as exc:
         raise PolicyError(f"refusing to start: {exc}") from None
     secret = located.read_log_skey()
+    webhook = webhook_for(settings.approvals, located.path)  # a bad secret refuses to start
     keyring: GrantKeyRing | None
     try:
         keyring = GrantKeyRing.load(
@@ -133,6 +135,7 @@ def open_gate(
             require_trace=settings.require_trace,
             limits=settings.limits,
             provenance_key=derive_key(secret, PROVENANCE_PURPOSE),
+            approval_webhook=webhook,
         )
         stack.pop_all()  # the gate owns them now: Gate.close closes both
     return gate

@@ -81,10 +81,10 @@ class _Fails:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    def append(self, entry: Any) -> int:
+    def append(self, entry: Any, *, sync: bool = True) -> int:
         if entry.get("type") in self.kinds:
             raise LedgerError("disk full (simulated by the test)")
-        return int(self._inner.append(entry))
+        return int(self._inner.append(entry, sync=sync))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

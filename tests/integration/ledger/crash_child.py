@@ -1,6 +1,8 @@
 """Child process for test_crash: append as fast as possible, acknowledging each index.
 
-Usage: ``python crash_child.py LEDGER DURABILITY TAG`` with the log's signer key in
+Usage: ``python crash_child.py LEDGER DURABILITY TAG`` (DURABILITY ``durable``,
+``relaxed``, or ``deferred``: durable, with every other append made with a deferred
+fsync, ``append(entry, sync=False)``, as the gate records outcomes) with the log's signer key in
 the ``CLEARANCE_TEST_SKEY`` environment variable. Four threads append entries built
 by :func:`crash_entry`; after each append returns, the thread writes
 ``<index> <request id>`` on its own line to stdout and flushes. The parent kills the
@@ -37,7 +39,8 @@ def crash_entry(request_id: str) -> dict[str, Any]:
 
 def main(path: str, durability: str, tag: str) -> None:
     signer = NoteSigner.from_skey(os.environ["CLEARANCE_TEST_SKEY"])
-    mode: Durability = "durable" if durability == "durable" else "relaxed"
+    mode: Durability = "relaxed" if durability == "relaxed" else "durable"
+    deferring = durability == "deferred"
     store = SQLiteLedger.open(
         Path(path), signer=signer, origin=ORIGIN, durability=mode, checkpoint_interval=0.02
     )
@@ -48,7 +51,7 @@ def main(path: str, durability: str, tag: str) -> None:
         k = 0
         while True:
             rid = f"{tag}-{writer}-{k}"
-            index = store.append(crash_entry(rid))
+            index = store.append(crash_entry(rid), sync=not (deferring and k % 2))
             with lock:
                 out.write(f"{index} {rid}\n")
                 out.flush()

@@ -25,9 +25,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from clearance._internal import entries
+from clearance._internal.approvals.requirement import requirement_for
 from clearance._internal.gate.binding import Binding, TraceBinder
 from clearance._internal.gate.cleared import Authorization
 from clearance._internal.gate.decide import decide
@@ -44,6 +45,9 @@ from clearance._internal.limits import Limits
 from clearance._internal.policy.engine import Decision, EvaluationInput, PolicyEngine
 from clearance._internal.policy.source import PolicySource
 from clearance.errors import ApprovalRequired, Denied, InputError, LedgerError
+
+if TYPE_CHECKING:
+    from clearance._internal.approvals.book import ApprovalBook
 
 log = logging.getLogger("clearance.gate")
 
@@ -63,8 +67,12 @@ class Authorizer:
         issuer: str,
         limits: Limits,
         provenance: ProvenanceBook,
+        approvals: ApprovalBook | None = None,
     ) -> None:
-        """Decide with ``policy``, append to ``ledger``, sign with ``keys``."""
+        """Decide with ``policy``, append to ``ledger``, sign with ``keys``.
+
+        ``approvals`` is told about each new pending approval (its webhook announces it).
+        """
         self._policy = policy
         self._ledger = ledger
         self._binder = binder
@@ -75,6 +83,7 @@ class Authorizer:
         self._issuer = issuer
         self._grant_lifetime = limits.grant_lifetime
         self._approval_ttl = limits.approval_ttl
+        self._approvals = approvals
         self._lock = threading.Lock()
         self._logged_policies: set[str] = set()
 
@@ -199,20 +208,31 @@ class Authorizer:
                 self._states.forget(trace_id)
                 raise
             self._states.put(trace_id, generation, advance(state, entry))
+            pending: dict[str, Any] | None = None
+            expires: float | None = None
             if approval_id is not None:
-                ledger.append(
-                    entries.approval_entry(
-                        now,
-                        approval_id=approval_id,
-                        request_id=request_id,
-                        trace_id=trace_id,
-                        status="pending",
-                        decision_index=index,
-                        expires_at=now + self._approval_ttl,
-                    )
+                terms = requirement_for(engine, decision, self._approval_ttl)
+                expires = now + terms.ttl
+                pending = entries.approval_entry(
+                    now,
+                    approval_id=approval_id,
+                    request_id=request_id,
+                    trace_id=trace_id,
+                    status="pending",
+                    decision_index=index,
+                    expires_at=expires,
+                    required=terms.required,
+                    approvers=terms.approvers,
+                    rules=terms.rules,
+                    principal=intent.principal,
+                    intent_digest=intent.digest,
+                    action=intent.action,
                 )
+                ledger.append(pending)
+        if pending is not None and self._approvals is not None:
+            self._approvals.created(pending, intent)  # never raises
         if override is not None or decision.effect != "allow" or signing_key is None:
-            refuse(decision, request_id, index, approval_id, override)
+            refuse(decision, request_id, index, approval_id, override, expires)
         claims = GrantClaims.for_intent(
             intent,
             issuer=self._issuer,
@@ -224,7 +244,11 @@ class Authorizer:
             lifetime=self._grant_lifetime,
             jti=jti,
         )
-        return Authorization(request_id, intent, decision, index, ""), claims, signing_key
+        return (
+            Authorization(request_id, intent, decision, index, "", facts=facts),
+            claims,
+            signing_key,
+        )
 
     def _log_policy(self, engine: PolicyEngine, now: float) -> None:
         """Append the ``policy`` entry of ``engine``'s bundle unless the ledger holds it."""
@@ -242,9 +266,16 @@ def refuse(
     index: int,
     approval_id: str | None,
     override: str | None,
+    expires_at: float | None = None,
 ) -> NoReturn:
-    """Raise what a logged decision that grants nothing means to the caller."""
+    """Raise what a logged decision that grants nothing means to the caller.
+
+    For an approval, ``decision`` also holds ``approval_id`` and ``expires_at`` (POSIX
+    seconds, as the runtime API answers it).
+    """
     decision_json = {**decision.to_json(), "request_id": request_id, "index": index}
+    if approval_id is not None:
+        decision_json.update(approval_id=approval_id, expires_at=expires_at)
     if override is not None:
         raise Denied(
             "denied: the grant-signing key is unavailable",

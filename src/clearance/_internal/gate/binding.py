@@ -9,6 +9,13 @@ Invariants (fail-closed rule 11; :mod:`~clearance._internal.gate.traces` has the
   refused with :class:`~clearance.errors.BindingError` before anything is decided or
   logged. With no trace open, the gate's default mandate applies or, with
   ``require_trace``, the intent is refused.
+* A trace opened *for* a principal (``principal=`` in :meth:`TraceBinder.open`, recorded
+  in its ``trace`` entry) accepts intents from that principal only, whether its handle
+  was opened here or resumed from the ledger (:meth:`TraceBinder.resume` with
+  ``principal=`` also refuses to hand it to anyone else).
+* A trusted multi-principal service that carries lineage across processes may name the
+  parent explicitly (``parent=``): it must be a decision of the same trace, read from
+  the ledger and proven to be in the log; its depth comes from that entry's facts.
 * A mandate is kept in its ledger form (:func:`ledger_form`), so the facts a live
   decision sees equal the facts its replay reads back from the log.
 * The state a decision starts from (:meth:`TraceBinder.state`) is the cached fold of
@@ -20,6 +27,7 @@ Invariants (fail-closed rule 11; :mod:`~clearance._internal.gate.traces` has the
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,10 +35,16 @@ from typing import Any, cast
 from clearance._internal import entries
 from clearance._internal.canonical import canonical_json
 from clearance._internal.gate.facts import advance, initial_state, state_of, with_provenance
-from clearance._internal.gate.traces import Trace, TraceStates, active_trace, running_request
+from clearance._internal.gate.traces import (
+    RunningRequest,
+    Trace,
+    TraceStates,
+    active_trace,
+    running_request,
+)
 from clearance._internal.home import parse_mandate
 from clearance._internal.ids import new_id
-from clearance._internal.intent import Intent
+from clearance._internal.intent import PRINCIPAL_PATTERN, Intent
 from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.limits import MANDATE_TEXT_CEILING
 from clearance.errors import BindingError, InputError, TamperError
@@ -83,11 +97,31 @@ class TraceBinder:
         self._default_mandate = ledger_form(
             parse_mandate(dict(default_mandate), "default mandate", max_text=mandate_text)
         )
+        self._owners: weakref.WeakKeyDictionary[Trace, str] = weakref.WeakKeyDictionary()
+        """The principal each handle's trace was opened for (absent: any bound principal)."""
 
-    def open(self, mandate: str, bounds: Mapping[str, Any] | None, opened_by: str | None) -> Trace:
-        """Append a ``trace`` entry with the mandate and return the trace's handle."""
+    def open(
+        self,
+        mandate: str,
+        bounds: Mapping[str, Any] | None,
+        opened_by: str | None,
+        principal: str | None = None,
+    ) -> Trace:
+        """Append a ``trace`` entry with the mandate and return the trace's handle.
+
+        With ``principal`` the trace is opened for that principal only (recorded in the
+        entry); a gate bound to one principal opens traces for no other.
+        """
         if not isinstance(mandate, str):
             raise InputError("mandate must be a string")
+        if principal is not None:
+            if not isinstance(principal, str) or PRINCIPAL_PATTERN.fullmatch(principal) is None:
+                raise InputError(f"principal {principal!r} is not a valid principal id")
+            if not self._multi_principal and principal != self._principal:
+                raise BindingError(
+                    f"this gate is bound to {self._principal!r}; it cannot open a trace "
+                    f"for {principal!r}"
+                )
         mandate_obj = ledger_form(
             parse_mandate(
                 {"text": mandate, "bounds": dict(bounds or {})},
@@ -97,11 +131,20 @@ class TraceBinder:
         )
         now = self._clock()
         trace_id = new_id("t", now)
-        self._ledger.append(entries.trace_entry(now, trace_id, mandate_obj, opened_by))
-        return Trace(trace_id, mandate_obj, self._owner)
+        self._ledger.append(
+            entries.trace_entry(now, trace_id, mandate_obj, opened_by, principal=principal)
+        )
+        handle = Trace(trace_id, mandate_obj, self._owner)
+        if principal is not None:
+            self._owners[handle] = principal
+        return handle
 
-    def resume(self, trace_id: str) -> Trace:
-        """A handle for a trace in the ledger, with its logged mandate proven to be in the log."""
+    def resume(self, trace_id: str, principal: str | None = None) -> Trace:
+        """A handle for a trace in the ledger, with its logged mandate proven to be in the log.
+
+        With ``principal``, the trace must have been opened for exactly that principal
+        (BindingError otherwise, as for a trace the ledger does not hold).
+        """
         found = self._ledger.find("trace", trace_id)
         if not found:
             raise BindingError(f"no trace {trace_id!r} in the ledger")
@@ -109,13 +152,57 @@ class TraceBinder:
         mandate = stored.entry.get("mandate")
         if not isinstance(mandate, Mapping):
             raise TamperError(f"trace entry {stored.index} has no mandate", index=stored.index)
+        owner = stored.entry.get("principal")
+        if owner is not None and not isinstance(owner, str):
+            raise TamperError(
+                f"trace entry {stored.index} has a malformed principal", index=stored.index
+            )
+        if principal is not None and owner != principal:
+            raise BindingError(f"trace {trace_id!r} was not opened for principal {principal!r}")
         # The ceiling, not the configured limit: lowering the limit later must not make a
         # trace that was opened under the old one impossible to resume.
         parsed = parse_mandate(mandate, "stored mandate", max_text=MANDATE_TEXT_CEILING)
-        return Trace(trace_id, ledger_form(parsed), self._owner)
+        handle = Trace(trace_id, ledger_form(parsed), self._owner)
+        if owner is not None:
+            self._owners[handle] = owner
+        return handle
 
-    def bind(self, intent: Intent | Mapping[str, Any], trace: Trace | None) -> Binding:
-        """Bind ``intent`` to its principal, trace and parent (fail-closed rule 11)."""
+    def parent(self, trace: Trace, request_id: str) -> RunningRequest:
+        """The decision ``request_id`` of ``trace`` as the parent of a remote intent.
+
+        For a trusted service relaying lineage from another process: the decision entry
+        is read from the ledger and proven to be in the log, and must belong to
+        ``trace`` (BindingError otherwise, also for an unknown request id).
+        """
+        if not isinstance(request_id, str):
+            raise InputError("parent must be a request id (a string)")
+        found = self._ledger.find("decision", request_id)
+        if not found:
+            raise BindingError(f"parent {request_id!r} is not a request in the ledger")
+        stored = self._ledger.prove(found[0])
+        if stored.entry.get("trace_id") != trace.trace_id:
+            raise BindingError(
+                f"parent {request_id!r} is not a request of trace {trace.trace_id!r}"
+            )
+        facts = stored.entry.get("facts")
+        depth = facts.get("depth") if isinstance(facts, Mapping) else None
+        if type(depth) is not int or depth < 0:
+            raise TamperError(
+                f"decision entry {stored.index} has malformed facts", index=stored.index
+            )
+        return RunningRequest(self._owner, trace.trace_id, request_id, stored.index, depth)
+
+    def bind(
+        self,
+        intent: Intent | Mapping[str, Any],
+        trace: Trace | None,
+        explicit_parent: str | None = None,
+    ) -> Binding:
+        """Bind ``intent`` to its principal, trace and parent (fail-closed rule 11).
+
+        ``explicit_parent`` names the parent decision's request id (see :meth:`parent`);
+        it needs ``trace``. Otherwise the parent is the running governed call.
+        """
         principal = self._principal
         if isinstance(intent, Intent):
             parsed = intent
@@ -136,7 +223,19 @@ class TraceBinder:
         handle = trace if trace is not None else active_trace()
         if handle is not None and not handle.owned_by(self._owner):
             raise BindingError(f"trace {handle.trace_id!r} was opened by another gate")
-        current = running_request()
+        if handle is not None:
+            owner = self._owners.get(handle)
+            if owner is not None and parsed.principal != owner:
+                raise BindingError(
+                    f"trace {handle.trace_id!r} was opened for principal {owner!r}, "
+                    f"not {parsed.principal!r}"
+                )
+        if explicit_parent is not None:
+            if handle is None:
+                raise BindingError("a parent can be named only together with its trace")
+            current: RunningRequest | None = self.parent(handle, explicit_parent)
+        else:
+            current = running_request()
         if current is not None and current.owner is not self._owner:
             current = None
         trace_id: str | None

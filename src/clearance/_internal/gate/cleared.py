@@ -3,7 +3,7 @@ inside ``with gate.clearance(...)``, a :class:`Cleared` for the body to use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +28,9 @@ class Authorization:
     decision: Decision
     decision_index: int
     grant: str
+    facts: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The trace facts the decision was made with, as logged in its entry (None when
+    the authorization was rebuilt from a grant, not decided here)."""
 
 
 @dataclass

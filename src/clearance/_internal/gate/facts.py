@@ -10,12 +10,19 @@ exactly (``trace.*`` in a policy):
 * ``count`` — the number of earlier decisions in the trace, of any effect.
 * ``actions`` — the distinct actions of earlier ``allow`` decisions, in the order
   each was first allowed.
-* ``untrusted`` — true once an earlier ``allow`` decision was for a tool the bundle
-  marks ``untrusted_output`` (recorded in that decision entry).
+* ``untrusted`` — true once an earlier ``allow`` or ``approval_required`` decision was
+  for a tool the bundle marks ``untrusted_output`` (recorded in that decision entry).
 * ``totals`` — for each action, for each top-level argument whose value is a number
-  (int or float, never a bool), the sum over earlier ``allow`` decisions. Redacted
-  (sensitive) values are not numbers and never count. Example:
-  ``trace.totals.pay_invoice.amount``.
+  (int or float, never a bool), the sum over earlier ``allow`` and
+  ``approval_required`` decisions. Redacted (sensitive) values are not numbers and
+  never count. Example: ``trace.totals.pay_invoice.amount``.
+
+  A request that needs approval counts toward ``totals`` and ``untrusted`` when it is
+  decided, before anyone approves it: an approval may be granted later, and a cap
+  that only counted allowed decisions would let approved requests exceed it (two
+  approved 600s under a cap of 1,000). So a pending amount is reserved, and one that
+  is denied or expires stays counted: the safe direction. It does not enter
+  ``actions`` (rules may require that an action really happened).
 * ``mandate`` — ``{"text": ..., "bounds": {...}}`` given by the trusted code that
   opened the trace (or the gate's default mandate for a call made with no trace open).
 * ``provenance_index`` — the ledger index of the trace's newest ``provenance`` entry
@@ -109,12 +116,13 @@ def advance(state: Mapping[str, Any], decision: Mapping[str, Any]) -> dict[str, 
     ``state``.
     """
     count = int(state["count"]) + 1
-    if decision.get("effect") != "allow":
+    effect = decision.get("effect")
+    if effect != "allow" and effect != "approval_required":
         return {**state, "count": count}
     intent = decision.get("intent") or {}
     action = str(intent.get("action"))
     actions = list(state["actions"])
-    if action not in actions:
+    if effect == "allow" and action not in actions:
         actions.append(action)
     totals = dict(state["totals"])
     numbers = {

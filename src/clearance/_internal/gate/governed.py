@@ -12,6 +12,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from clearance._internal.gate.cleared import Cleared
@@ -30,8 +31,10 @@ class GovernedGate(Protocol):
         """The principal the gate is bound to, the default for the decorated calls."""
         ...
 
-    def clearance(self, intent: Intent) -> AbstractContextManager[Cleared]:
-        """Authorize ``intent`` and govern the ``with`` body."""
+    def clearance(
+        self, intent: Intent, *, wait: float | timedelta | None = None
+    ) -> AbstractContextManager[Cleared]:
+        """Authorize ``intent`` and govern the ``with`` body (waiting ``wait`` for an approval)."""
         ...
 
 
@@ -44,6 +47,7 @@ def governed(
     purpose: str | None = None,
     exclude: Collection[str] = (),
     args: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    wait: float | timedelta | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async function so every call is a governed call on ``gate``.
 
@@ -59,6 +63,9 @@ def governed(
     The function's return value is recorded as the call's result (its digest goes
     into the execution entry); a value that is not JSON is recorded as
     ``result_error`` with its type instead, and still returned.
+
+    ``wait`` (sync functions only: waiting would block an event loop) lets a call that
+    needs a human approval wait for it, as ``gate.clearance(intent, wait=...)`` does.
     """
     if args is not None and exclude:
         raise ValueError("give either exclude= or args=, not both")
@@ -99,6 +106,11 @@ def governed(
             )
 
         if inspect.iscoroutinefunction(fn):
+            if wait is not None:
+                raise ValueError(
+                    f"governed({name!r}): wait= blocks the thread, so it is for sync functions; "
+                    "in async code catch ApprovalRequired and continue with gate.resume()"
+                )
             async_fn = cast(Callable[..., Awaitable[Any]], fn)
 
             @functools.wraps(fn)
@@ -112,7 +124,9 @@ def governed(
 
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            with gate.clearance(build(args, kwargs)) as cleared:
+            intent = build(args, kwargs)
+            call = gate.clearance(intent) if wait is None else gate.clearance(intent, wait=wait)
+            with call as cleared:
                 result = fn(*args, **kwargs)
                 _record(cleared, result)
                 return result

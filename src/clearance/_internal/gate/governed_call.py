@@ -14,7 +14,13 @@ Invariants (docs/design.md §1 steps 5-7, fail-closed rules 6 and 9):
   by construction (one ``Cleared`` per decision). Grants for other executors are signed
   EdDSA JWTs checked with the durable replay store.
 * After the body ran, its outcome is appended; if that fails it is spooled durably
-  (:mod:`clearance._internal.gate.spool`) and appended on the next open. An outcome
+  (:mod:`clearance._internal.gate.spool`) and appended on the next open. The append
+  is committed before the call returns (it survives ``kill -9``) but, in ``durable``
+  mode, does not wait for its own fsync: the next decision's commit or the next signed
+  checkpoint fsyncs it (within two checkpoint intervals,
+  :mod:`clearance._internal.ledger.sqlite`), so the caller's critical path holds one
+  fsync, the decision's. A power cut can lose the outcomes of that window; it never
+  loses a decision, which is fsynced before the body runs. An outcome
   the ledger and the spool both refuse raises
   :class:`~clearance.errors.OutcomeUnrecorded` (the body ran), is counted, and is
   logged on ``clearance.gate`` at ERROR.
@@ -33,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from clearance._internal import entries
 from clearance._internal.gate.authorizer import Authorizer
@@ -49,7 +55,10 @@ from clearance._internal.intent import Intent
 from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.policy.engine import Decision, ToolSpec
 from clearance._internal.policy.provenance import Origin
-from clearance.errors import InputError, LedgerError, OutcomeUnrecorded
+from clearance.errors import ApprovalRequired, InputError, LedgerError, OutcomeUnrecorded
+
+if TYPE_CHECKING:
+    from clearance._internal.approvals.book import ApprovalBook
 
 R = TypeVar("R")
 
@@ -104,7 +113,7 @@ class OutcomeRecorder:
         if cleared.result_error is not None:
             entry["result_error"] = cleared.result_error
         try:
-            self._ledger.append(entry)
+            self._ledger.append(entry, sync=False)  # off the fsync path: module docstring
         except LedgerError as exc:
             ledger_problem = exc
         else:
@@ -190,8 +199,12 @@ class GovernedCalls:
         owner: object,
         audience: str,
         in_process_audience: str,
+        approvals: ApprovalBook | None = None,
     ) -> None:
-        """Compose the gate's collaborators; ``owner`` is the gate's private token."""
+        """Compose the gate's collaborators; ``owner`` is the gate's private token.
+
+        ``approvals`` lets a call that needs an approval wait for it (``wait=``).
+        """
         self._binder = binder
         self._authorizer = authorizer
         self._verifier = verifier
@@ -199,21 +212,40 @@ class GovernedCalls:
         self._owner = owner
         self._audience = audience
         self._in_process_audience = in_process_audience
+        self._approvals = approvals
         self.record = recorder.record
         """Bound once: :class:`GovernedCall` calls it on every exit."""
 
     def begin(
-        self, intent: Intent | Mapping[str, Any], trace: Trace | None
+        self, intent: Intent | Mapping[str, Any], trace: Trace | None, wait: float | None = None
     ) -> tuple[Cleared, RunningRequest]:
-        """Entering ``gate.clearance``: authorize, then verify the grant once, in process."""
+        """Entering ``gate.clearance``: authorize, then verify the grant once, in process.
+
+        With ``wait`` seconds, an ``approval_required`` decision waits for the approval;
+        approved, the call proceeds with the approval's one grant (collected here, for the
+        intent object decided); denied or expired raises Denied, still pending the
+        original ApprovalRequired.
+        """
         binding = self._binder.bind(intent, trace)
         # An in-process capability, not a token: the decision entry is durable, the body
         # runs right here for exactly the intent object decided, and only this gate hands
         # it the Cleared. The claims are the grant's, addressed to the in-process audience
         # that no executor accepts; the JWT is signed only if the body asks for it.
-        authorization, claims, key = self._authorizer.decide(
-            binding, audience=self._in_process_audience
-        )
+        try:
+            authorization, claims, key = self._authorizer.decide(
+                binding, audience=self._in_process_audience
+            )
+        except ApprovalRequired as pending:
+            if wait is None or self._approvals is None:
+                raise
+            if self._approvals.wait(pending.approval_id, wait).status == "pending":
+                raise
+            authorization, claims, key = self._approvals.collect(
+                pending.approval_id,
+                audience=self._in_process_audience,
+                intent=binding.intent,
+                sign=False,
+            )
         request = RunningRequest(
             self._owner,
             cast(str, authorization.intent.trace_id),
@@ -261,17 +293,22 @@ class GovernedCall:
     wrapper cheap.
     """
 
-    __slots__ = ("_calls", "_cleared", "_intent", "_started", "_token", "_trace")
+    __slots__ = ("_calls", "_cleared", "_intent", "_started", "_token", "_trace", "_wait")
 
     def __init__(
-        self, calls: GovernedCalls, intent: Intent | Mapping[str, Any], trace: Trace | None
+        self,
+        calls: GovernedCalls,
+        intent: Intent | Mapping[str, Any],
+        trace: Trace | None,
+        wait: float | None = None,
     ) -> None:
         self._calls = calls
         self._intent = intent
         self._trace = trace
+        self._wait = wait
 
     def __enter__(self) -> Cleared:
-        cleared, request = self._calls.begin(self._intent, self._trace)
+        cleared, request = self._calls.begin(self._intent, self._trace, self._wait)
         self._cleared = cleared
         self._token = enter_request(request)
         self._started = time.perf_counter()

@@ -307,7 +307,7 @@ class ProvenanceBook:
                 previous=index,
             )
             try:
-                appended = self._ledger.append(entry)
+                appended = self._ledger.append(entry, sync=False)  # as its outcome's
             except BaseException:
                 self._states.forget(trace_id)  # the next decision reads the ledger again
                 raise

@@ -115,8 +115,8 @@ class GrantKeyRing:
         keys already verified stay in :meth:`verification_keys`.
         """
         stamp = self._jwks_stamp()
-        if stamp == self._stamp:
-            return False
+        if stamp == self._stamp and self._failure is None:
+            return False  # after a failure, read again even if the file looks unchanged
         try:
             reloaded = GrantKeyRing.load(self._directory, seal_key=self._seal_key)
         except SigningKeyError as exc:

@@ -7,7 +7,18 @@ signed with EdDSA over Ed25519 (RFC 8037 §3.1; the operations run on libsodium,
 the claims of :data:`CLAIMS`: ``iss``, ``aud``, ``sub`` (principal), ``jti``,
 ``iat``, ``nbf``, ``exp`` (NumericDate, integer seconds, RFC 7519 §2), ``act``
 (action), ``idg`` (intent digest), ``pol`` (policy bundle digest), ``rid``
-(request id) and ``lix`` (ledger index of the decision entry).
+(request id), ``lix`` (ledger index of the decision entry), ``trc`` (the intent's
+trace id) and ``par`` (its parent request id, or null).
+
+``trc`` and ``par`` let a tool service rebuild the intent from an HTTP request (the
+grant guard, :mod:`clearance._internal.guard`): they are copies of two members of
+the intent that ``idg`` already binds, so they add no authority and a grant cannot
+carry values in them that differ from the intent it was issued for (step 7 checks
+it). They are required like every other claim, with no fallback for grants made
+before they existed: such a grant lives at most 60 seconds, so none outlives an
+upgrade by more than that, and a verifier that accepted two claim sets would be a
+second parser to get right for no gain (a grant without ``trc`` could not be served
+by a tool service anyway).
 
 :func:`verify_grant` is the one function an executor calls. It applies every
 check of docs/design.md §4 fail-closed rule 6, in this order, and only when all pass
@@ -20,12 +31,15 @@ consumes the ``jti`` (so a rejected token never burns a grant id):
    ``none``, HMAC, RSA or ECDSA: the verification key is chosen by ``kid``
    from Ed25519 keys only);
 3. ``kid`` names a known key and the Ed25519 signature verifies;
-4. the payload is a JSON object with exactly the twelve claims, each of the
-   right type (unknown claims are rejected, not ignored);
+4. the payload is a JSON object with exactly the fourteen claims, each of the
+   right type (``trc`` and ``par`` are a string or null; unknown claims are
+   rejected, not ignored);
 5. ``nbf - leeway <= now < exp + leeway`` (RFC 7519 §4.1.4-4.1.5), ``iat`` is
    not in the future, and the grant's lifetime is at most ``max_lifetime``;
 6. ``aud`` and (when given) ``iss`` match;
-7. ``act``, ``sub`` and ``idg`` match the intent about to run;
+7. ``act``, ``sub`` and ``idg`` match the intent about to run, and so do ``trc``
+   and ``par`` (implied by ``idg`` for an honest issuer; checked so that the claims
+   a tool service reads are never other than the ones the digest binds);
 8. the replay guard accepts the ``jti`` for the first time.
 
 Every failure is :class:`~clearance.errors.InvalidGrant` whose ``str()`` is the
@@ -84,6 +98,8 @@ CLAIMS: Final[tuple[str, ...]] = (
     "pol",
     "rid",
     "lix",
+    "trc",
+    "par",
 )
 """Every grant carries exactly these claims."""
 DEFAULT_LIFETIME: Final[int] = DEFAULT_LIMITS.grant_lifetime
@@ -97,8 +113,13 @@ MAX_TOKEN_CHARS: Final[int] = 8192
 ALGORITHM: Final[str] = "EdDSA"
 
 _INT_CLAIMS: Final = frozenset({"iat", "nbf", "exp", "lix"})
+_NULLABLE_CLAIMS: Final = frozenset({"trc", "par"})
+"""Claims that are a non-empty string or null (an intent's optional trace and parent)."""
 _CLAIM_SET: Final = frozenset(CLAIMS)
-_CLAIM_KINDS: Final = tuple((name, name in _INT_CLAIMS) for name in CLAIMS)
+_CLAIM_KINDS: Final = tuple(
+    (name, "int" if name in _INT_CLAIMS else "str?" if name in _NULLABLE_CLAIMS else "str")
+    for name in CLAIMS
+)
 _HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
 _HEADER_CACHE: dict[str, str] = {}
 _ACCEPTED_HEADERS: dict[str, str] = {}
@@ -138,11 +159,14 @@ def _claims_problem(claims: Mapping[str, object]) -> str | None:
             return f"missing claims: {', '.join(missing)}"
         unexpected = sorted(repr(name)[:40] for name in claims if name not in _CLAIM_SET)
         return f"unexpected claims: {', '.join(unexpected)}"
-    for name, is_int in _CLAIM_KINDS:
+    for name, kind in _CLAIM_KINDS:
         value = claims[name]
-        if is_int:
+        if kind == "int":
             if type(value) is not int:
                 return f"claim {name} must be an integer, got {type(value).__name__}"
+        elif kind == "str?":
+            if value is not None and (type(value) is not str or not value):
+                return f"claim {name} must be a non-empty string or null"
         elif type(value) is not str or not value:
             return f"claim {name} must be a non-empty string"
     if cast(int, claims["lix"]) < 0:
@@ -166,6 +190,10 @@ class GrantClaims:
     pol: str
     rid: str
     lix: int
+    trc: str | None
+    """The intent's ``trace_id`` (bound by ``idg`` too; for tool services rebuilding it)."""
+    par: str | None
+    """The intent's ``parent_id`` (bound by ``idg`` too; for tool services rebuilding it)."""
 
     def __post_init__(self) -> None:
         problem = _claims_problem(self.__dict__)
@@ -177,7 +205,7 @@ class GrantClaims:
         """Adopt ``claims`` (a fresh dict this module built or decoded) after checking it.
 
         Same result as ``GrantClaims(**claims)``, including the ValueError for a bad
-        claim set, without setting twelve frozen fields one by one: grants are built
+        claim set, without setting fourteen frozen fields one by one: grants are built
         and verified on every governed call.
         """
         problem = _claims_problem(claims)
@@ -219,6 +247,8 @@ class GrantClaims:
                 "pol": policy_digest,
                 "rid": request_id,
                 "lix": ledger_index,
+                "trc": intent.trace_id,
+                "par": intent.parent_id,
             }
         )
 
@@ -405,6 +435,13 @@ def verify_grant(
         raise InvalidGrant(f"principal mismatch: grant {claims.sub!r}, intent {bound.principal!r}")
     if claims.idg != bound.digest:
         raise InvalidGrant(f"intent digest mismatch: grant {claims.idg}, intent {bound.digest}")
+    if claims.trc != bound.trace_id or claims.par != bound.parent_id:
+        # Only an issuer that signed claims its own digest contradicts gets here.
+        raise InvalidGrant(
+            f"trace/parent claims mismatch: grant trc={_short(claims.trc)} "
+            f"par={_short(claims.par)}, intent trace_id={bound.trace_id!r} "
+            f"parent_id={bound.parent_id!r}"
+        )
 
     try:
         replay.consume(claims.jti, float(claims.exp), now)

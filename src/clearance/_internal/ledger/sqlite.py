@@ -9,6 +9,18 @@ Durability modes (docs/design.md §7; both survive ``kill -9`` of the writing pr
   before the append returns and the WAL is fsynced only when SQLite checkpoints it.
   An acknowledged entry survives the process being killed, not a power cut.
 
+An append may ask for a *deferred fsync* (``append(entry, sync=False)``; the gate does
+this for execution outcomes, which it records after the body ran): in ``durable`` mode
+a batch made only of such appends commits with ``synchronous = NORMAL``, so it is
+acknowledged once it reaches the OS (it survives ``kill -9``) and becomes power-cut
+durable at the next fsync of the write-ahead log: the next ordinary commit (every
+decision is one), or the next signed checkpoint, whichever comes first. Such a batch
+never signs a checkpoint itself; the background ticker signs one within one or two
+``checkpoint_interval`` periods (0.2 s each by default), and every checkpoint is committed with
+``synchronous = FULL``, which fsyncs the log first. So a power cut can lose at most the
+outcomes committed in the last two checkpoint intervals, never a decision, and never
+an entry that a signed checkpoint or an anchor covers.
+
 Invariants (see also :mod:`clearance._internal.ledger.store`):
 
 * Leaf ``i`` is the RFC 8785 canonical JSON of the ``i``-th appended entry. Each row
@@ -45,7 +57,9 @@ Invariants (see also :mod:`clearance._internal.ledger.store`):
   it: leaf indices are the primary key, so an append at an index another process
   already used fails, and the failed store reloads its tree from the file, after
   proving the file's tree extends its own and checking the new rows' derived
-  columns; :attr:`SQLiteLedger.generation` then rises. (Rows appended that way are
+  columns; :attr:`SQLiteLedger.generation` then rises, and the batch is committed
+  once more after the adopted rows (so a CLI appending an ``apikey`` entry while a
+  server runs costs the server no request). (Rows appended that way are
   adopted and later signed: within one checkpoint interval, nothing distinguishes
   another clearance process from someone else who can write the file.)
 """
@@ -103,10 +117,14 @@ class SQLiteLedger:
         origin: str,
         checkpoint_interval: float,
         anchor: CheckpointAnchor | None = None,
+        durability: Durability = "durable",
     ) -> None:
         """Wrap an open, initialised write connection; :meth:`open` is the public constructor."""
         self._path = path
         self._conn = conn
+        self._durable = durability == "durable"
+        self._fsyncing = self._durable
+        """Whether the connection's next commit fsyncs (``synchronous`` FULL, not NORMAL)."""
         self._verifier = signer.verifier()
         self._vkey = self._verifier.vkey()
         self._origin = origin
@@ -171,6 +189,7 @@ class SQLiteLedger:
                 origin=origin,
                 checkpoint_interval=checkpoint_interval,
                 anchor=anchor,
+                durability=durability,
             )
             now = clock() if clock is not None and grace is not None else None
             try:
@@ -236,10 +255,15 @@ class SQLiteLedger:
 
     # --- appending ---------------------------------------------------------------------
 
-    def append(self, entry: Mapping[str, Any]) -> int:
-        """Append one entry durably and return its leaf index (see :meth:`append_many`)."""
+    def append(self, entry: Mapping[str, Any], *, sync: bool = True) -> int:
+        """Append one entry and return its leaf index (see :meth:`append_many`).
+
+        ``sync`` False defers the fsync in ``durable`` mode (module docstring): the
+        entry is committed when this returns, and power-cut durable within two
+        checkpoint intervals. Use it only for what may be lost in a power cut.
+        """
         self._check_usable()
-        return self._group.submit(prepare((entry,)))
+        return self._group.submit(prepare((entry,), sync))
 
     def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append several entries in one commit; indices are consecutive.
@@ -256,26 +280,34 @@ class SQLiteLedger:
         return list(range(start, start + len(entries)))
 
     def _commit(self, batch: Sequence[Prepared]) -> list[int]:
-        """Commit a group of prepared appends in one transaction (the group's leader runs it)."""
+        """Commit a group of prepared appends in one transaction (the group's leader runs it).
+
+        When the commit fails because another process appended to the file (a CLI
+        creating an API key while a server runs), the store adopts those rows, proven
+        to extend its tree (:meth:`_reload_after_failure`), and lays the batch out after
+        them once more: such a failure costs no caller its append. Any other failure,
+        or a second one, is the callers' LedgerError.
+        """
         self._check_usable()
-        old = self._tree
-        new, flat, starts = extend(old, batch)
-        count = new.size - old.size
-        conn = self._conn
-        try:
-            with translate(self._path, "appending to the ledger"):
-                if count <= MAX_ROWS_PER_INSERT:
-                    insert_entries(conn, flat, 0, count)  # one statement: its own transaction
-                else:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for first in range(0, count, MAX_ROWS_PER_INSERT):
-                        insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
-                    conn.execute("COMMIT")
-        except BaseException:
-            self._reload_after_failure()
-            raise
+        deferred = self._durable and not any(prepared[2] for prepared in batch)
+        retried = False
+        while True:
+            old = self._tree
+            new, flat, starts = extend(old, batch)
+            try:
+                self._insert(flat, new.size - old.size, fsync=self._durable and not deferred)
+            except Exception:
+                self._reload_after_failure()
+                if retried or self._broken is not None or self._tree.size == old.size:
+                    raise
+                retried = True  # another writer's rows, proven and adopted: go again after them
+                continue
+            except BaseException:
+                self._reload_after_failure()
+                raise
+            break
         self._tree = new
-        if self._checkpoints.due():
+        if not deferred and self._checkpoints.due():
             try:
                 self._sign(new)
             except TamperError:
@@ -284,6 +316,19 @@ class SQLiteLedger:
                 # The entries are committed; the ticker retries the checkpoint.
                 self._checkpoints.failed(exc, new.size)
         return starts
+
+    def _insert(self, flat: list[Any], count: int, *, fsync: bool) -> None:
+        """Insert ``count`` laid-out rows in one transaction; LedgerError on failure."""
+        conn = self._conn
+        with translate(self._path, "appending to the ledger"):
+            self._fsync_commits(fsync)
+            if count <= MAX_ROWS_PER_INSERT:
+                insert_entries(conn, flat, 0, count)  # one statement: its own transaction
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                for first in range(0, count, MAX_ROWS_PER_INSERT):
+                    insert_entries(conn, flat, first, min(MAX_ROWS_PER_INSERT, count - first))
+                conn.execute("COMMIT")
 
     def _reload_after_failure(self) -> None:
         """Roll back, then reload the tree from disk, or mark the store unusable.
@@ -295,7 +340,9 @@ class SQLiteLedger:
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            self._tree = extension_on_disk(self._conn, self._path, self._tree)
+            tree = extension_on_disk(self._conn, self._path, self._tree)
+            self._adopt_stored_checkpoint(tree)
+            self._tree = tree
             self._generation += 1
         except TamperError as exc:
             self._broken = TamperError(
@@ -306,6 +353,23 @@ class SQLiteLedger:
                 f"ledger at {self._path} is in an unknown state after a failed commit "
                 f"({exc}); close and reopen it"
             )
+
+    def _adopt_stored_checkpoint(self, tree: Tree) -> None:
+        """Adopt a newer checkpoint another process stored, once ``tree`` proves it extends it.
+
+        So that this store never tries to sign a size that process already signed.
+        TamperError when the stored checkpoint verifies but ``tree`` does not extend it.
+        """
+        conn, path = self._conn, self._path
+        stored = latest_stored_checkpoint(conn, path, self._verifier, self._origin)
+        latest = self._checkpoints.latest
+        if (
+            stored is not None
+            and stored.size <= tree.size
+            and (latest is None or stored.size > latest.size)
+        ):
+            check_extends(conn, path, stored.size, stored.root, tree, "a checkpoint")
+            self._checkpoints.latest = stored
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -322,10 +386,18 @@ class SQLiteLedger:
         tlog-checkpoint forbids signing) the store also refuses every later append.
         """
         try:
+            with translate(self._path, "signing a checkpoint"):
+                self._fsync_commits(self._durable)  # the checkpoint row covers deferred ones
             return self._checkpoints.sign(tree)
         except TamperError as exc:
             self._broken = TamperError(f"ledger refuses further appends: {exc}", index=exc.index)
             raise
+
+    def _fsync_commits(self, fsync: bool) -> None:
+        """Make the connection's next commit fsync the log or not (with the commit role held)."""
+        if fsync != self._fsyncing:
+            self._conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+            self._fsyncing = fsync
 
     def _sign_now(self, covering: int) -> Checkpoint:
         """Sign a checkpoint of the current tree unless one already covers ``covering``."""
@@ -421,6 +493,48 @@ class SQLiteLedger:
         """Every entry whose ``trace_id`` is ``trace_id``, in index order."""
         self._check_usable()
         return self._reads.trace(trace_id, self._tree.size)
+
+    def of_type(self, kind: str, start: int = 0) -> Iterator[StoredEntry]:
+        """Committed entries of type ``kind`` (with a lookup ref) from index ``start`` on.
+
+        Read through the ``(type, ref)`` index or along the primary key, whichever reads
+        less (:meth:`LedgerReader.of_type`); not proven (see :meth:`prove`).
+        """
+        self._check_usable()
+        return self._reads.of_type(kind, max(start, 0), self._tree.size)
+
+    def refresh(self) -> bool:
+        """Adopt entries another process committed to the file; True when there were any.
+
+        One read when nothing changed. Otherwise, with the commit role held, the file's
+        tree must extend this store's (RFC 9162 §2.1.4) and the new rows' derived columns
+        must match their leaves, exactly as after a failed commit; the newest stored
+        checkpoint is adopted too when it verifies and the tree extends it (so this store
+        never tries to sign a size another process already signed). :attr:`generation`
+        rises. TamperError otherwise, and the store then refuses every append.
+        """
+        self._check_usable()
+        if self._reads.stored_size() <= self._tree.size:
+            return False
+        with self._group.exclusive():
+            self._check_usable()
+            conn, path, old = self._conn, self._path, self._tree
+            try:
+                with translate(path, "adopting entries another process appended"):
+                    (last,) = conn.execute("SELECT max(idx) FROM entries").fetchone()
+                    if (0 if last is None else int(last) + 1) <= old.size:
+                        return False  # our own commit, in flight when we looked
+                    tree = extension_on_disk(conn, path, old)
+                    self._adopt_stored_checkpoint(tree)
+            except TamperError as exc:
+                self._broken = TamperError(
+                    f"ledger refuses further appends: adopting another writer's entries, {exc}",
+                    index=exc.index,
+                )
+                raise self._broken from exc
+            self._tree = tree
+            self._generation += 1
+            return True
 
     def prove(self, stored: StoredEntry) -> StoredEntry:
         """Return ``stored`` once its leaf is proven at its index in the verified tree.

@@ -306,8 +306,8 @@ def require_nodes(
 Row = tuple[bytes, str, str | None, str | None]
 """``(leaf, type, ref, trace_id)`` of one prepared entry."""
 
-Prepared = tuple[list[Row], list[bytes]]
-"""The rows of one ``append_many`` call and their leaf hashes."""
+Prepared = tuple[list[Row], list[bytes], bool]
+"""The rows of one ``append_many`` call, their leaf hashes and whether it waits for fsync."""
 
 
 class Tree:
@@ -328,8 +328,11 @@ class Tree:
         return self._root
 
 
-def prepare(entries: Sequence[Mapping[str, Any]]) -> Prepared:
-    """Canonicalise and hash entries (on the caller's thread); InputError for malformed ones."""
+def prepare(entries: Sequence[Mapping[str, Any]], sync: bool = True) -> Prepared:
+    """Canonicalise and hash entries (on the caller's thread); InputError for malformed ones.
+
+    ``sync`` False lets the commit skip its fsync (see :meth:`SQLiteLedger.append`).
+    """
     rows: list[Row] = []
     hashes: list[bytes] = []
     sha256 = hashlib.sha256
@@ -343,7 +346,7 @@ def prepare(entries: Sequence[Mapping[str, Any]]) -> Prepared:
         trace = trace_id if type(trace_id) is str else None
         rows.append((leaf, value["type"], index_ref(value), trace))
         hashes.append(sha256(b"\x00" + leaf).digest())
-    return rows, hashes
+    return rows, hashes, sync
 
 
 def extend(tree: Tree, batch: Sequence[Prepared]) -> tuple[Tree, list[Any], list[int]]:
@@ -358,7 +361,7 @@ def extend(tree: Tree, batch: Sequence[Prepared]) -> tuple[Tree, list[Any], list
     starts: list[int] = []
     sha256 = hashlib.sha256
     idx = tree.size
-    for rows, hashes in batch:
+    for rows, hashes, _sync in batch:
         starts.append(idx)
         for (leaf, kind, ref, trace_id), digest in zip(rows, hashes, strict=True):
             level, node, stored = 0, digest, digest

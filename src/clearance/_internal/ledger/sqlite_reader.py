@@ -135,6 +135,65 @@ class LedgerReader:
                 raise _mislabelled(stored, f"{kind} {ref!r}")
         return found
 
+    def stored_size(self) -> int:
+        """How many rows the file holds now (one past the largest index), whoever wrote them.
+
+        May exceed the size a store has proven (another process appended); nothing
+        read here is trusted until the store adopted and proved it.
+        """
+        with self.connection() as conn:
+            (last,) = conn.execute("SELECT max(idx) FROM entries").fetchone()
+        return 0 if last is None else int(last) + 1
+
+    def of_type(self, kind: str, start: int, stop: int) -> Iterator[StoredEntry]:
+        """Entries ``start <= index < stop`` of type ``kind`` with a lookup ref, in order.
+
+        A short range is read along the primary key. For a long one the indexes of the
+        matching rows come from the ``(type, ref)`` index alone (it covers them), and
+        their leaves are then read by primary key: building a view of every
+        ``approval`` entry reads those rows only, not the whole log. Leaves are read
+        in chunks; a row whose leaf does not have that type is a TamperError (an
+        edited derived column). Not proven.
+        """
+        if stop - start > _CHUNK * 8:
+            with self.connection() as conn:
+                found = conn.execute(
+                    "SELECT idx FROM entries WHERE type = ? AND ref IS NOT NULL "
+                    "AND idx >= ? AND idx < ?",
+                    (kind, start, stop),
+                ).fetchall()
+            indexes = sorted(int(idx) for (idx,) in found)
+            for first in range(0, len(indexes), _CHUNK):
+                chunk = indexes[first : first + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                with self.connection() as conn:
+                    rows = conn.execute(
+                        f"SELECT idx, leaf FROM entries WHERE idx IN ({marks}) ORDER BY idx",  # noqa: S608
+                        chunk,
+                    ).fetchall()
+                yield from self._typed(kind, rows)
+            return
+        after = start
+        while after < stop:
+            with self.connection() as conn:
+                rows = conn.execute(
+                    "SELECT idx, leaf FROM entries WHERE idx >= ? AND idx < ? AND +type = ? "
+                    "AND ref IS NOT NULL ORDER BY idx LIMIT ?",
+                    (after, stop, kind, _CHUNK),
+                ).fetchall()
+            yield from self._typed(kind, rows)
+            if len(rows) < _CHUNK:
+                return
+            after = int(rows[-1][0]) + 1
+
+    @staticmethod
+    def _typed(kind: str, rows: Sequence[tuple[object, object]]) -> Iterator[StoredEntry]:
+        for idx, leaf in rows:
+            stored = stored_entry(int(cast(int, idx)), leaf)
+            if stored.entry.get("type") != kind:
+                raise _mislabelled(stored, f"a {kind} entry")
+            yield stored
+
     def trace(self, trace_id: str, size: int) -> list[StoredEntry]:
         """Entries below ``size`` whose ``trace_id`` is ``trace_id``, in order."""
         with self.connection() as conn:

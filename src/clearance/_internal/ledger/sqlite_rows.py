@@ -79,7 +79,7 @@ def column_problem(
 _TYPES = ", ".join(f"'{kind}'" for kind in ENTRY_TYPES)
 _REF_PATH = (
     "CASE type WHEN 'policy' THEN '$.digest' WHEN 'key' THEN '$.kid' "
-    "WHEN 'trace' THEN '$.trace_id' ELSE '$.request_id' END"
+    "WHEN 'trace' THEN '$.trace_id' WHEN 'apikey' THEN '$.name' ELSE '$.request_id' END"
 )
 
 

@@ -28,19 +28,33 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-ENTRY_TYPES = ("policy", "decision", "approval", "execution", "key", "trace", "provenance")
+ENTRY_TYPES = (
+    "policy",
+    "decision",
+    "approval",
+    "execution",
+    "key",
+    "trace",
+    "provenance",
+    "apikey",
+)
 """Entry ``type`` values (docs/design.md §5); ``trace`` records a mandate, ``provenance`` the
-fingerprints of values a trace's marked tools returned."""
+fingerprints of values a trace's marked tools returned, ``apikey`` an API key created or
+revoked (never its secret)."""
+
+_REF_FIELDS = {"policy": "digest", "key": "kid", "trace": "trace_id", "apikey": "name"}
 
 
 def index_ref(entry: Mapping[str, Any]) -> str | None:
     """The lookup key a store indexes an entry under.
 
     ``request_id`` for decision, approval, execution and provenance entries; ``digest`` for
-    policy entries; ``kid`` for key entries; ``trace_id`` for trace entries.
+    policy entries; ``kid`` for key entries; ``trace_id`` for trace entries; ``name`` for
+    apikey entries (a key's history is ``find("apikey", name)``). Keep in step with
+    :data:`clearance._internal.ledger.sqlite_rows._REF_PATH`, the same mapping in SQL.
     """
     kind = entry.get("type")
-    field = {"policy": "digest", "key": "kid", "trace": "trace_id"}.get(str(kind), "request_id")
+    field = _REF_FIELDS.get(str(kind), "request_id")
     value = entry.get(field)
     return value if isinstance(value, str) else None
 
@@ -77,8 +91,13 @@ class LedgerStore(Protocol):
         """The C2SP verifier key of the log's checkpoint signer."""
         ...
 
-    def append(self, entry: Mapping[str, Any]) -> int:
-        """Append one entry durably and return its leaf index."""
+    def append(self, entry: Mapping[str, Any], *, sync: bool = True) -> int:
+        """Append one entry durably and return its leaf index.
+
+        ``sync`` False: the entry is committed (it survives the process being killed)
+        when this returns, but its fsync may trail by a bounded delay the store
+        documents. Outcomes recorded after a body ran use it; decisions never do.
+        """
         ...
 
     def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -43,6 +43,12 @@ these top-level keys, and no others:
     absent means every principal); ``actions`` (action names or ``*``; absent
     means every action); ``when`` (a CEL expression, absent means ``true``);
     ``message`` (shown with the decision; default ``"matched rule <id>"``).
+    An ``approval_required`` rule may also set ``approvals`` (the quorum of
+    distinct approvers, 1 to 100, default 1), ``approvers`` (who may vote: ids or
+    prefixes ending in ``*``, like ``principals``; absent means anyone trusted to
+    approve) and ``approval_ttl`` (seconds until the approval expires, as the
+    ``approvals.ttl`` setting); any other rule that sets one is refused
+    (:mod:`clearance._internal.policy.approval_rules`).
     A rule matches when the principal and action patterns match and ``when``
     is true. Conditions read ``principal`` (``{id, attrs}``), ``action``,
     ``resource``, ``args``, ``purpose``, ``input``, ``trace``, ``data``,
@@ -75,7 +81,9 @@ tools, data, rules}`` with every default filled in: tools as ``{args_schema:
 ``sensitive_output: true`` for a tool that sets it (a false value is left out,
 so bundles that do not use it keep the digest they had before it existed), rules in file
 order as ``{id, effect, principals (default ["*"]), actions (default ["*"]),
-when (stripped, default "true"), message (default "")}``. Numbers follow JSON
+when (stripped, default "true"), message (default "")}``, plus ``approvals``
+(only above 1), ``approvers`` and ``approval_ttl`` when an ``approval_required`` rule
+sets them (so, again, bundles without them keep their digest). Numbers follow JSON
 (RFC 8785 writes ``200.0`` as ``200``), so an integral float in the bundle is
 loaded as an integer, and conditions see every number, ``data`` and principal
 attributes included, as a CEL double: the live engine and one rebuilt from the
@@ -95,6 +103,12 @@ from typing import Any, Final
 
 from clearance._internal.canonical import json_digest
 from clearance._internal.intent import ACTION_PATTERN, PRINCIPAL_PATTERN
+from clearance._internal.policy.approval_rules import (
+    APPROVAL_KEYS,
+    RuleApproval,
+    parse_approval_keys,
+    rule_approval,
+)
 from clearance._internal.policy.conditions import Condition, ConditionError, compile_condition
 from clearance._internal.policy.engine import EFFECTS, Effect, ToolSpec
 from clearance._internal.policy.functions import HELPERS
@@ -129,7 +143,7 @@ EMPTY_DOCUMENT: Final[Mapping[str, Any]] = {
 
 _TOP_KEYS: Final = ("version", "strict", "principals", "tools", "data", "rules")
 _TOOL_KEYS: Final = ("args_schema", "untrusted_output", "sensitive_output", "sensitive")
-_RULE_KEYS: Final = ("id", "effect", "principals", "actions", "when", "message")
+_RULE_KEYS: Final = ("id", "effect", "principals", "actions", "when", "message", *APPROVAL_KEYS)
 _RULE_ID: Final = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _PRINCIPAL_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:@/+-]*")
 _DOT_PATH: Final = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
@@ -168,6 +182,8 @@ class Rule:
     message: str
     condition: Condition
     origin: str
+    approval: RuleApproval | None = None
+    """Quorum, approvers and expiry of an ``approval_required`` rule (None for other effects)."""
 
     def matches_principal(self, principal: str) -> bool:
         """Whether ``principal`` is one of this rule's ids or starts with one of its prefixes."""
@@ -308,6 +324,7 @@ class _PendingRule:
             message=rule["message"],
             condition=condition,
             origin=self.origin,
+            approval=rule_approval(rule) if rule["effect"] == "approval_required" else None,
         )
 
 
@@ -349,6 +366,7 @@ def _parse_rule(src: SourceChecker, raw: Any, index: int, container: list[Any]) 
         "actions": actions,
         "when": when.strip(),
         "message": message,
+        **parse_approval_keys(src, rule, path, effect),
     }
     return _PendingRule(normalized, src.where(container, index), path)
 

@@ -1,0 +1,102 @@
+"""``clearance serve``: the runtime API (docs/http-api.md) on uvicorn, one process per home.
+
+The home is opened before any socket is bound, so a home that cannot be served (no
+valid bundle, a ledger that does not extend its checkpoint, another server holding the
+home's serve lock) is reported as ``error: ...`` with exit status 2, not as a
+traceback. The gate is closed (its last checkpoint signed) however the server stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from clearance._cli.common import HomeOption
+from clearance.errors import InputError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    home: HomeOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback unless you mean it).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8470,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info or debug.")
+    ] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
+) -> None:
+    """Serve the runtime API: authorize, traces, outcomes, approvals, receipts, the log.
+
+    Every endpoint except health, metrics, the JWKS and the log's checkpoint, vkey
+    and proofs needs an API key (`clearance api-keys create`). One server per home:
+    a second `clearance serve` on the same home refuses to start. The API is plain
+    HTTP; off loopback, put a TLS-terminating proxy in front of it. Limits (body
+    size, per-key rate, late outcome reports) are the `server:` settings in
+    clearance.yaml. OpenAPI: /openapi.json, /docs.
+    """
+    import uvicorn
+
+    from clearance._internal.home import Home, find_home
+    from clearance._internal.server.app import create_app
+    from clearance._internal.server.state import open_state
+
+    if log_level not in LOG_LEVELS:
+        raise InputError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    clearance_log = logging.getLogger("clearance")
+    clearance_log.addHandler(handler)
+    clearance_log.setLevel(log_level.upper())
+    if not _loopback(host):
+        clearance_log.warning(
+            "listening on %s: the API is plain HTTP, put a TLS-terminating proxy in front", host
+        )
+    located = Home.load(find_home(home))
+    state = open_state(located.path)
+    try:
+        app = create_app(located.path, opened=state)
+        sys.stderr.write(
+            f"clearance serve: home {located.path}, http://{host}:{port} "
+            f"(OpenAPI at /openapi.json)\n"
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            server_header=False,
+            lifespan="on",
+        )
+        # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+        # handler that was there before it; this one makes that a normal exit (status 0
+        # after a clean stop, as process managers expect), so `finally` and atexit hooks
+        # run instead of the process dying on the re-raised signal.
+        signal.signal(signal.SIGTERM, _stopped)
+        uvicorn.Server(config).run()
+    finally:
+        state.close()  # idempotent: the app closed it already unless it never stopped cleanly
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The re-raised SIGTERM after uvicorn's graceful shutdown: exit normally."""
+    raise SystemExit(0)

@@ -1,0 +1,204 @@
+"""The API key store's SQLite file: creating it private, its schema, and reading rows.
+
+Layout (``PRAGMA user_version`` 1)::
+
+    api_keys(name PRIMARY KEY, key_id UNIQUE, digest, scopes, principal,
+             created_at, expires_at, revoked_at, last_used_at,
+             created_index, revoked_index)
+
+``digest`` is :func:`~clearance._internal.apikeys.tokens.digest` of the token (never
+the token); ``scopes`` is the sorted scope names joined by spaces; times are POSIX
+seconds; ``created_index`` and ``revoked_index`` are the ledger indexes of the
+``apikey`` entries that record the events (NULL without a ledger, or while a
+revocation's entry is still to be written).
+
+Invariants:
+
+* The file is created with mode 0600 before SQLite opens it (SQLite gives its
+  ``-wal`` and ``-shm`` files the database's mode), and a file other users may read
+  or write is refused: it could hand out a key by inserting a row.
+* A file whose schema version is newer than :data:`SCHEMA_VERSION` is refused, never
+  downgraded; a version 0 file that already has tables is not an API key store.
+* WAL mode with ``synchronous = FULL``: a created or revoked key survives a power cut
+  once the call returns. Readers never wait for writers.
+* Every failure is a :class:`~clearance.errors.LedgerError` (the storage is
+  unavailable: the runtime API answers 503), never a ``sqlite3`` exception; a row that
+  does not hold what this module writes is one too, naming the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from clearance._internal.apikeys.model import NAME_PATTERN, SCOPES, ApiKey
+from clearance._internal.intent import PRINCIPAL_PATTERN
+from clearance.errors import LedgerError
+
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT: Final = 5.0
+"""Seconds a write waits for another connection's write transaction (a CLI, a server)."""
+
+_SCHEMA: Final = """CREATE TABLE api_keys (
+    name TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL UNIQUE,
+    digest BLOB NOT NULL,
+    scopes TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL,
+    last_used_at REAL,
+    created_index INTEGER,
+    revoked_index INTEGER)"""
+
+COLUMNS: Final = (
+    "name, key_id, digest, scopes, principal, created_at, expires_at, revoked_at, "
+    "last_used_at, created_index, revoked_index"
+)
+
+Row = tuple[object, ...]
+
+KEY_ID_PATTERN: Final = re.compile(r"[0-9a-f]{16}")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the store at ``path``, private and at the current schema."""
+    _create_private(path)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot open the API key store {path}: {exc}") from None
+    try:
+        with translate(path, "opening"):
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"API key store {path} cannot use WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            _initialise(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` with mode 0600 if absent; refuse a file others may read or write."""
+    if not path.parent.is_dir():
+        raise LedgerError(
+            f"cannot open the API key store {path}: {path.parent} is not a directory "
+            "(is this a clearance home? run `clearance init`)"
+        )
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot open the API key store {path}: {exc.strerror or exc}"
+            + (" (it is a symbolic link)" if path.is_symlink() else "")
+        ) from None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise LedgerError(f"API key store {path} is not a regular file")
+    loose = stat.S_IMODE(info.st_mode) & 0o077
+    if loose:
+        raise LedgerError(
+            f"API key store {path} has mode {stat.S_IMODE(info.st_mode):04o}: other users "
+            f"could read or add keys. Make it private: chmod 600 {path}"
+        )
+
+
+def _initialise(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema of a new file, or check the version of an existing one."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        return
+    _refuse_newer(version, path)
+    conn.execute("BEGIN IMMEDIATE")  # two processes creating one file: one schema
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise LedgerError(
+                    f"{path} is a SQLite database but not a clearance API key store "
+                    "(it has tables and no schema version); move it away"
+                )
+            conn.execute(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        else:
+            _refuse_newer(version, path)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION or version < 0:
+        raise LedgerError(
+            f"API key store {path} has schema version {version}; this clearance reads "
+            f"version {SCHEMA_VERSION} only. Upgrade clearance (the file is left untouched)"
+        )
+
+
+@contextlib.contextmanager
+def translate(path: Path, doing: str) -> Iterator[None]:
+    """Turn a ``sqlite3.Error`` raised while ``doing`` into a LedgerError naming the file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise LedgerError(f"API key store {path}: {doing} failed: {exc}") from None
+
+
+class _BadRow(Exception):
+    """A column does not hold what this module writes."""
+
+
+def _text(value: object, pattern: re.Pattern[str] | None = None) -> str:
+    if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+        raise _BadRow
+    return value
+
+
+def _time(value: object, *, optional: bool = True) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadRow
+    return float(value)
+
+
+def to_key(row: Row, path: Path) -> tuple[ApiKey, bytes]:
+    """The key a row holds and its stored digest; LedgerError for a row clearance did not write."""
+    name, key_id, digest, scopes, principal, created, expires, revoked, used = row[:9]
+    try:
+        scope_set = frozenset(_text(scopes).split(" "))
+        if not scope_set <= SCOPES or not isinstance(digest, bytes) or len(digest) != 32:
+            raise _BadRow
+        key = ApiKey(
+            name=_text(name, NAME_PATTERN),
+            key_id=_text(key_id, KEY_ID_PATTERN),
+            scopes=scope_set,
+            principal=_text(principal, PRINCIPAL_PATTERN),
+            created_at=_time(created, optional=False) or 0.0,
+            expires_at=_time(expires),
+            revoked_at=_time(revoked),
+            last_used_at=_time(used),
+        )
+    except _BadRow:
+        raise LedgerError(
+            f"API key store {path}: the row of key {str(name)[:80]!r} does not hold what "
+            "clearance writes (it was edited outside clearance); revoke or remove it"
+        ) from None
+    return key, digest
