@@ -85,8 +85,12 @@ def test_an_agent_goes_through_the_gateway_and_the_tool_runs(
     assert cleared.authorization.intent.trace_id == trace.trace_id
     assert len(tool.payments()) == before + 1
     outcomes = gateway.executions(request_id=cleared.request_id)
-    # The tool reported first (before answering); the agent's report was then a 409.
-    assert [(e["status"], e["executor"]) for e in outcomes] == [("ok", TOOL)]
+    # The tool reported first (before answering), under its own key; the agent's report
+    # is its own entry (each principal reports a grant once).
+    assert [(e["status"], e["executor"]) for e in outcomes] == [
+        ("ok", TOOL),
+        ("ok", "agent:ops-bot"),
+    ]
 
 
 def test_governed_functions_nest_with_parent_links(gateway: Gateway, client: Client) -> None:

@@ -79,6 +79,24 @@ def test_an_outcome_is_recorded_once_even_across_a_restart(
     assert record["execution"]["ledger_index"] == first.json()["ledger_index"]
 
 
+def test_an_agent_reporting_first_cannot_preempt_the_tool_services_report(
+    clients: dict[str, httpx.Client],
+) -> None:
+    """Each principal reports a grant once: the agent holds the grant before the tool runs,
+    so a made-up early report from it must not block the tool's own account."""
+    allowed = _authorize(clients)
+    made_up = _report(clients["agent"], allowed, status="error", error_type="Timeout")
+    assert made_up.status_code == 201, made_up.text
+    tool = _report(clients["other-agent"], allowed)  # another key: the tool service's
+    assert tool.status_code == 201, tool.text
+    assert _report(clients["other-agent"], allowed).status_code == 409
+    entries = [_entry(clients, r.json()["ledger_index"]) for r in (made_up, tool)]
+    assert [(e["executor"], e["status"]) for e in entries] == [
+        ("agent:ops-bot", "error"),
+        ("agent:other-bot", "ok"),
+    ]
+
+
 def _forge(grant: str) -> str:
     """The same claims under the same kid, signed by a key the gateway never had."""
     header = json.loads(base64.urlsafe_b64decode(grant.split(".")[0] + "=="))

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from clearance._internal.intent import FIELDS as INTENT_FIELDS
 from clearance._internal.server.responses import JSONOut
 from clearance.errors import (
     BindingError,
@@ -180,18 +181,6 @@ def from_error(exc: Error) -> ApiError:
     return ApiError("internal", "internal error; the gateway logged it")
 
 
-_INTENT_FIELDS: Final = (
-    "principal",
-    "action",
-    "resource",
-    "args",
-    "purpose",
-    "trace_id",
-    "parent_id",
-    "input",
-)
-
-
 def field_of(message: str, prefix: str = "") -> str | None:
     """The field an :class:`~clearance.errors.InputError` message starts with, if it names one.
 
@@ -200,7 +189,7 @@ def field_of(message: str, prefix: str = "") -> str | None:
     """
     head = message.split(" ", 1)[0].rstrip(":")
     root = head.split(".", 1)[0].split("[", 1)[0]
-    if root in _INTENT_FIELDS:
+    if root in INTENT_FIELDS:
         return prefix + head
     return None
 

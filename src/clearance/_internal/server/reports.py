@@ -10,9 +10,13 @@ Invariants (docs/http-api.md "Executions"; fail-closed rules 6 and 13):
   checked as of its last valid second (``exp - 1``). Only the window moves; every
   other check is the same, and the expiry read before verification is the one the
   signature then covers (a forged ``exp`` fails the signature).
-* One report per grant, for ever: under a per-grant lock the ledger is asked whether
-  an ``ok``/``error`` execution entry for the grant's request and ``jti`` exists
-  (409 :class:`~clearance.errors.Conflict`), and only then is the new one appended.
+* One report per grant and reporter, for ever: under a per-grant lock the ledger is
+  asked whether an ``ok``/``error`` execution entry for the grant's request and ``jti``
+  from the same reporting principal exists (409 :class:`~clearance.errors.Conflict`),
+  and only then is the new one appended. Per reporter, not per grant: the agent holds
+  the grant before the tool runs, and a first-report-wins rule would let it pre-empt
+  the tool service's own report with a made-up outcome. Each report names its
+  authenticated reporter, so an auditor reads the tool's account beside the agent's.
   The ledger is the record, so this survives restarts; one ``clearance serve`` per
   ledger (the serve lock) makes the lock sufficient. Nothing is consumed before the
   append commits, so a report the ledger refused (503) can be sent again.
@@ -107,9 +111,13 @@ class ReportDesk:
         with lock:
             for stored in self._ledger.find("execution", claims.rid):
                 entry = stored.entry
-                if entry.get("status") != "rejected" and entry.get("jti") == claims.jti:
+                if (
+                    entry.get("status") != "rejected"
+                    and entry.get("jti") == claims.jti
+                    and entry.get("executor") == reporter
+                ):
                     raise Conflict(
-                        f"the outcome of request {claims.rid} was already reported "
+                        f"{reporter} already reported the outcome of request {claims.rid} "
                         f"(ledger index {stored.index})"
                     )
             entry = entries.execution_entry(

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clearance._internal.intent import FIELDS
+
 ACTION: Final = r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$"
 PRINCIPAL: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,255}$"
 ID: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -18,16 +20,8 @@ Id = Annotated[str, Field(pattern=ID)]
 Digest = Annotated[str, Field(pattern=DIGEST)]
 JSONObject = dict[str, Any]
 
-INTENT_FIELDS: Final = (
-    "principal",
-    "action",
-    "resource",
-    "args",
-    "purpose",
-    "trace_id",
-    "parent_id",
-    "input",
-)
+INTENT_FIELDS: Final = FIELDS
+"""The members of a normalized intent (docs/design.md §5), in their order."""
 
 STRICT: Final = ConfigDict(extra="forbid", strict=True)
 """Request bodies: unknown members and wrong JSON types are refused (422 naming the field)."""
