@@ -357,7 +357,8 @@ def run_demo(path: Path, console: Console, *, keep_running: bool = False) -> Dem
     from clearance._internal.server.lock import ServeLock
 
     started = time.perf_counter()
-    home = prepare_home(path, console)
+    # Absolute: the gateway and the tool service run with their own working directory.
+    home = prepare_home(Path(path).absolute(), console)
     tool_dir = find_tool_service()
     with ServeLock.acquire(home.path):
         refresh_bundle(home, console, tool_dir)
