@@ -35,6 +35,8 @@ from fastapi import FastAPI
 
 from clearance._internal.home import Home, find_home
 from clearance._internal.server.errors import install_error_handlers
+from clearance._internal.server.hot import PATH as LEAN_PATH
+from clearance._internal.server.hot import LeanAuthorize
 from clearance._internal.server.limits import BodyLimit
 from clearance._internal.server.metrics import RequestTimer, ServerMetrics
 from clearance._internal.server.routes import (
@@ -139,6 +141,8 @@ def create_app(
         state = app.state.clearance
         return state.metrics if isinstance(state, ServerState) else None
 
+    lean_route = next(r for r in authorize.router.routes if getattr(r, "path", None) == LEAN_PATH)
+    app.add_middleware(LeanAuthorize, route=lean_route)  # innermost: inside the limits
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     app.add_middleware(RequestTimer, metrics=current_metrics)
     return app

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from clearance._internal.apikeys import ApiKey
 from clearance._internal.server.errors import ApiError
 from clearance._internal.server.limits import retry_after
-from clearance._internal.server.state import server_state
+from clearance._internal.server.state import ServerState, server_state
 from clearance.errors import Unauthenticated
 
 bearer = HTTPBearer(
@@ -58,7 +58,6 @@ def caller(*scopes: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
 
     With no scopes, any valid key is enough (the route then checks ownership itself).
     """
-    needed = ", ".join(scopes)
 
     async def authenticate(
         request: Request,
@@ -69,18 +68,28 @@ def caller(*scopes: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
         # thread hop instead of two. The rare cache miss is one indexed SQLite read.
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated("no bearer API key")
-        state = server_state(request)
-        key = state.keys.authenticate(credentials.credentials)
-        wait = state.limiter.take(key.key_id)
-        if wait > 0:
-            raise ApiError(
-                "rate_limited",
-                "too many requests with this API key; retry later",
-                headers={"Retry-After": retry_after(wait)},
-            )
-        found = Caller(key)
-        if scopes and not found.may(*scopes):
-            raise ApiError("forbidden", f"this API key lacks the scope for this: one of {needed}")
-        return found
+        return identify(server_state(request), credentials.credentials, scopes)
 
     return authenticate
+
+
+def identify(state: ServerState, token: str, scopes: tuple[str, ...]) -> Caller:
+    """Authenticate ``token``, charge its rate limit, require one of ``scopes``.
+
+    Unauthenticated (401), ApiError ``rate_limited`` (429) or ``forbidden`` (403), in that
+    order. The one place a key is checked: :func:`caller` and the lean path of
+    :mod:`clearance._internal.server.hot` both call it.
+    """
+    key = state.keys.authenticate(token)
+    wait = state.limiter.take(key.key_id)
+    if wait > 0:
+        raise ApiError(
+            "rate_limited",
+            "too many requests with this API key; retry later",
+            headers={"Retry-After": retry_after(wait)},
+        )
+    found = Caller(key)
+    if scopes and not found.may(*scopes):
+        needed = ", ".join(scopes)
+        raise ApiError("forbidden", f"this API key lacks the scope for this: one of {needed}")
+    return found

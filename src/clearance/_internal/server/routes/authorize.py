@@ -71,7 +71,15 @@ def authorize(
 ) -> Response:
     """Decide ``body`` under the key's principal; log the decision; on ``allow`` return
     the grant bound to the normalized ``intent`` (verify against that, not the body)."""
-    state = server_state(request)
+    return decide_for(server_state(request), body, who)
+
+
+def decide_for(state: ServerState, body: IntentIn, who: Caller) -> Response:
+    """The work of ``POST /v1/authorize`` once the body is valid and the caller known.
+
+    Shared by the route and the lean path (:mod:`clearance._internal.server.hot`), so
+    both answer exactly alike. Blocking (the ledger append): run it off the event loop.
+    """
     members = intent_for(body, who)
     handle = state.traces.handle(body.trace_id, who.principal) if body.trace_id else None
     started = time.perf_counter()
