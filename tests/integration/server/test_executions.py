@@ -46,6 +46,13 @@ def _report(client: httpx.Client, allowed: dict[str, Any], **extra: Any) -> http
     return client.post("/v1/executions", json=body)
 
 
+def _why_refused(clients: dict[str, httpx.Client], response: httpx.Response) -> str:
+    """For a failure message: the answer and the precise reason the ledger logged, if any."""
+    size = clients["auditor"].get("/v1/log/entries", params={"start": 0, "limit": 1}).json()
+    last = _entry(clients, int(size["size"]) - 1) if size.get("size") else {}
+    return f"{response.status_code} {response.text}; newest entry: {last}"
+
+
 def _entry(clients: dict[str, httpx.Client], index: int) -> dict[str, Any]:
     page = clients["auditor"].get("/v1/log/entries", params={"start": index, "limit": 1}).json()
     entry: dict[str, Any] = page["entries"][0]["entry"]
@@ -74,7 +81,7 @@ def test_an_outcome_is_recorded_once_even_across_a_restart(
     server.restart()
     with server.client("agent") as fresh:
         after = _report(fresh, allowed)
-    assert after.status_code == 409
+    assert after.status_code == 409, _why_refused(clients, after)
     record = clients["auditor"].get(f"/v1/requests/{allowed['request_id']}").json()
     assert record["execution"]["ledger_index"] == first.json()["ledger_index"]
 
