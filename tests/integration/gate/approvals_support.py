@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from clearance._internal.gate.core import Gate
 from clearance._internal.intent import Intent
+from clearance._internal.wiring import open_gate
 from clearance.errors import ApprovalRequired
 
 PRINCIPAL = "agent:ops-bot"
@@ -47,6 +49,16 @@ rules:
     actions: [refund]
     message: Refunds need one approval
 """
+
+
+def open_approvals_gate(home: Path, clock: Callable[[], float]) -> Iterator[Gate]:
+    """A gate bound to :data:`PRINCIPAL` over ``home`` with :data:`BUNDLE` (for fixtures)."""
+    install_bundle(home)
+    opened = open_gate(home, principal=PRINCIPAL, clock=clock, durability="relaxed")
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def install_bundle(home: Path) -> None:

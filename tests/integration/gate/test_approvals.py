@@ -32,7 +32,7 @@ from clearance.errors import (
 from .approvals_support import (
     PRINCIPAL,
     approval_entries,
-    install_bundle,
+    open_approvals_gate,
     refund,
     request_approval,
     transfer,
@@ -42,12 +42,7 @@ from .conftest import T0, FixedClock
 
 @pytest.fixture
 def gate(home: Home, clock: FixedClock) -> Iterator[Gate]:
-    install_bundle(home.path)
-    opened = open_gate(home.path, principal=PRINCIPAL, clock=clock, durability="relaxed")
-    try:
-        yield opened
-    finally:
-        opened.close()
+    yield from open_approvals_gate(home.path, clock)
 
 
 def reopen(home: Home, clock: FixedClock) -> Gate:

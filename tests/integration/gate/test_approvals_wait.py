@@ -28,6 +28,7 @@ from .approvals_support import (
     PRINCIPAL,
     approval_entries,
     install_bundle,
+    open_approvals_gate,
     refund,
     request_approval,
     transfer,
@@ -37,12 +38,7 @@ from .conftest import FixedClock
 
 @pytest.fixture
 def gate(home: Home, clock: FixedClock) -> Iterator[Gate]:
-    install_bundle(home.path)
-    opened = open_gate(home.path, principal=PRINCIPAL, clock=clock, durability="relaxed")
-    try:
-        yield opened
-    finally:
-        opened.close()
+    yield from open_approvals_gate(home.path, clock)
 
 
 def when_pending(gate: Gate, act: Callable[[str], object]) -> threading.Thread:
