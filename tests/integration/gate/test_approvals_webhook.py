@@ -6,11 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +15,7 @@ import yaml
 from clearance._internal.home import SETTINGS_FILE, Home
 from clearance._internal.wiring import open_gate
 from clearance.errors import ApprovalRequired, InputError
+from tests.webhook_receiver import Receiver, running_receiver
 
 from .approvals_support import PRINCIPAL, install_bundle, refund
 from .conftest import T0, FixedClock
@@ -25,42 +23,11 @@ from .conftest import T0, FixedClock
 SECRET = "s3cret-for-the-approvals-webhook-0123456789"
 
 
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.statuses = [502]  # the first attempt fails; the retry is accepted
-        self.bodies: list[tuple[dict[str, str], bytes]] = []
-        self.arrived = threading.Event()
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        status = self.server.statuses.pop(0) if self.server.statuses else 204
-        self.server.bodies.append((dict(self.headers), body))
-        self.send_response(status)
-        self.end_headers()
-        if status < 300:
-            self.server.arrived.set()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with running_receiver() as server:
+        server.script = [502]  # the first attempt fails; the retry is accepted
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def configure(home: Home, url: str) -> None:
@@ -75,13 +42,13 @@ def configure(home: Home, url: str) -> None:
 def test_a_new_approval_is_announced_signed_and_retried(
     home: Home, clock: FixedClock, receiver: Receiver
 ) -> None:
-    configure(home, f"http://127.0.0.1:{receiver.server_address[1]}/approvals")
+    configure(home, receiver.url)
     with open_gate(home.path, principal=PRINCIPAL, clock=clock, durability="relaxed") as gate:
         with pytest.raises(ApprovalRequired) as needed:
             gate.authorize(refund())
         assert receiver.arrived.wait(10)
-    assert len(receiver.bodies) == 2
-    headers, body = receiver.bodies[-1]
+    assert [status for _, _, status in receiver.received] == [502, 200]
+    headers, body, _ = receiver.received[-1]
     expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["Clearance-Signature"], expected)
     notice = json.loads(body)

@@ -5,62 +5,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from clearance._internal.approvals.webhook import ApprovalWebhook, signature
+from tests.webhook_receiver import Receiver, running_receiver
 
 SECRET = b"0123456789abcdef-webhook-secret"
 APPROVAL = {"approval_id": "a1", "request_id": "r1", "action": "pay", "expires_at": 1.5}
 
 
-class Receiver(ThreadingHTTPServer):
-    """Answers each POST with the next status of ``script`` (then 200), keeping what came."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.script: list[int] = []
-        self.received: list[tuple[dict[str, str], bytes, int]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            status = self.server.script.pop(0) if self.server.script else 200
-            self.server.received.append((dict(self.headers), body, status))
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with running_receiver() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def hook(url: str, **options: Any) -> ApprovalWebhook:
