@@ -48,7 +48,20 @@ class MandateOut(BaseModel):
     bounds: JSONObject
 
 
-class Allowed(BaseModel):
+class _Decided(BaseModel):
+    """What every logged decision that did not deny answers with."""
+
+    request_id: str
+    reasons: list[Reason]
+    facts: JSONObject
+    ledger_index: int
+    policy_digest: str
+    intent: IntentOut
+    """The normalized intent a grant is (or will be) bound to: verify against this."""
+    intent_digest: str
+
+
+class Allowed(_Decided):
     """``allow``: the decision is logged and the grant is bound to ``intent_digest``."""
 
     model_config = ConfigDict(
@@ -75,21 +88,13 @@ class Allowed(BaseModel):
         }
     )
 
-    request_id: str
     effect: Literal["allow"]
-    reasons: list[Reason]
-    facts: JSONObject
-    ledger_index: int
-    policy_digest: str
-    intent: IntentOut
-    """The normalized intent the grant is bound to: verify against this, not what was sent."""
-    intent_digest: str
     grant: str
     expires_at: int
     """The grant's ``exp`` (POSIX seconds)."""
 
 
-class PendingApproval(BaseModel):
+class PendingApproval(_Decided):
     """``approval_required``: nothing is granted until the approval is decided."""
 
     model_config = ConfigDict(
@@ -116,14 +121,7 @@ class PendingApproval(BaseModel):
         }
     )
 
-    request_id: str
     effect: Literal["approval_required"]
-    reasons: list[Reason]
-    facts: JSONObject
-    ledger_index: int
-    policy_digest: str
-    intent: IntentOut
-    intent_digest: str
     approval_id: str
     expires_at: float
     """When the pending approval expires (POSIX seconds); it then counts as denied."""
