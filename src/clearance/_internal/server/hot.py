@@ -24,6 +24,7 @@ Unexpected exceptions propagate to the app's outermost handler (500 ``internal``
 from __future__ import annotations
 
 import anyio.to_thread
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -87,8 +88,8 @@ async def _answer(request: Request, intent: IntentIn) -> Response:
 
 
 def _bearer(header: str | None) -> str:
-    """The token of ``Authorization: Bearer <token>`` (as FastAPI's HTTPBearer reads it)."""
-    scheme, _, token = (header or "").partition(" ")
+    """The token of ``Authorization: Bearer <token>``, parsed as FastAPI's HTTPBearer does."""
+    scheme, token = get_authorization_scheme_param(header)
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("no bearer API key")
     return token
