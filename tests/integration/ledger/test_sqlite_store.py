@@ -306,6 +306,23 @@ def test_a_commit_that_meets_another_writers_rows_adopts_them_and_goes_again(
 # --- checkpoints ----------------------------------------------------------------------------
 
 
+def test_two_stores_signing_the_same_tree_agree_on_one_checkpoint(
+    tmp_path: Path, signer: NoteSigner
+) -> None:
+    """A CLI beside a server: both sign size 8; the second finds the same note stored."""
+    path = tmp_path / "ledger.db"
+    with open_ledger(path, signer, interval=3600) as first:
+        first.append_many([entry(i) for i in range(5)])  # the first commit is checkpointed
+        first.append_many([entry(i) for i in range(5, 8)])
+        with open_ledger(path, signer, interval=3600) as second:
+            signed = first.checkpoint_covering(7)
+            assert signed.size == 8
+            again = second.checkpoint_covering(7)  # stored already: the very same note
+            assert again == signed
+            assert second.append(entry(8)) == 8
+        assert verify(first).ok
+
+
 def test_checkpoint_covering_signs_on_demand(tmp_path: Path, signer: NoteSigner) -> None:
     with open_ledger(tmp_path / "ledger.db", signer, interval=3600) as store:
         store.append_many([entry(i) for i in range(3)])

@@ -102,6 +102,9 @@ from clearance._internal.ledger.store import Checkpoint, StoredEntry
 from clearance._internal.limits import DEFAULT_LIMITS, DURABILITIES, Durability
 from clearance.errors import Error, InputError, LedgerError, TamperError
 
+_ADOPTING_ATTEMPTS = 4
+"""Commits one batch may try when each failed one met rows another process appended."""
+
 
 class SQLiteLedger:
     """A :class:`~clearance._internal.ledger.store.LedgerStore` in one SQLite file.
@@ -285,23 +288,27 @@ class SQLiteLedger:
         When the commit fails because another process appended to the file (a CLI
         creating an API key while a server runs), the store adopts those rows, proven
         to extend its tree (:meth:`_reload_after_failure`), and lays the batch out after
-        them once more: such a failure costs no caller its append. Any other failure,
-        or a second one, is the callers' LedgerError.
+        them again, up to :data:`_ADOPTING_ATTEMPTS` commits in all while the other
+        writer keeps getting in first. Any other failure is the callers' LedgerError.
         """
         self._check_usable()
         deferred = self._durable and not any(prepared[2] for prepared in batch)
-        retried = False
+        attempts = 0
         while True:
+            attempts += 1
             old = self._tree
             new, flat, starts = extend(old, batch)
             try:
                 self._insert(flat, new.size - old.size, fsync=self._durable and not deferred)
             except Exception:
                 self._reload_after_failure()
-                if retried or self._broken is not None or self._tree.size == old.size:
+                if (
+                    attempts >= _ADOPTING_ATTEMPTS
+                    or self._broken is not None
+                    or self._tree.size == old.size
+                ):
                     raise
-                retried = True  # another writer's rows, proven and adopted: go again after them
-                continue
+                continue  # another writer's rows, proven and adopted: go again after them
             except BaseException:
                 self._reload_after_failure()
                 raise

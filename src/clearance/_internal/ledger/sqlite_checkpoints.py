@@ -30,7 +30,7 @@ from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
 from clearance._internal.ledger.sqlite_db import Tree, translate
 from clearance._internal.ledger.sqlite_trust import check_extends
 from clearance._internal.ledger.store import Checkpoint
-from clearance.errors import Error, LedgerError
+from clearance.errors import Error, LedgerError, TamperError
 
 log = logging.getLogger("clearance.ledger")
 
@@ -88,7 +88,10 @@ class Checkpoints:
                 cp = sign_checkpoint(self._signer, self._origin, tree.size, tree.root)
             except Error as exc:
                 raise LedgerError(f"cannot sign a checkpoint for {self._path}: {exc}") from exc
-            self._conn.execute(_INSERT_CHECKPOINT, (cp.size, cp.root, cp.note))
+            try:
+                self._conn.execute(_INSERT_CHECKPOINT, (cp.size, cp.root, cp.note))
+            except sqlite3.IntegrityError:
+                self._same_as_stored(cp)  # another process signed this very tree first
         self.latest, self._last_signed = cp, now
         if self._failure is not None:
             log.info("checkpoint %d of %s signed: signing works again", cp.size, self._path)
@@ -96,6 +99,23 @@ class Checkpoints:
         if self.keeper is not None:
             self.keeper.first(cp)  # a log's first checkpoint is anchored at once
         return cp
+
+    def _same_as_stored(self, cp: Checkpoint) -> None:
+        """Accept ``cp`` when the checkpoint stored at its size is the very same note.
+
+        Two processes of one log (a CLI appending beside a server) may both sign the tree
+        of the same size. The log key and the tree are the same and Ed25519 signatures
+        are deterministic (RFC 8032), so the notes are byte for byte equal and nothing
+        needs storing. A different note at that size is a fork that C2SP tlog-checkpoint
+        forbids: TamperError.
+        """
+        row = self._conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,))
+        stored = row.fetchone()
+        if stored is None or stored[0] != cp.note:
+            raise TamperError(
+                f"ledger at {self._path} already holds a different checkpoint of size "
+                f"{cp.size}: two checkpoints of one size that disagree are a fork"
+            )
 
     def failed(self, exc: Error, size: int) -> None:
         """Log that no checkpoint covers ``size`` entries because of ``exc`` (once per cause)."""
