@@ -17,7 +17,7 @@ from clearance._internal.gate.core import Gate
 from clearance._internal.home import Home
 from clearance._internal.ledger.audit import verify
 from clearance._internal.wiring import open_gate
-from clearance.errors import Conflict
+from clearance.errors import Conflict, LedgerError
 
 from .approvals_support import (
     PRINCIPAL,
@@ -93,7 +93,10 @@ def test_two_gates_on_one_home_collect_one_grant(gate: Gate, home: Home, clock: 
             [lambda: gate.collect(approval_id), lambda: other.collect(approval_id)] * 2
         )
         assert len(grants) == 1
-        assert all(isinstance(e, Conflict) for e in errors), errors
+        # Two processes appending to one SQLite file is not how clearance is deployed (one
+        # server per home; the CLI appends now and then): a store that keeps losing the
+        # append race refuses, which grants nothing either.
+        assert all(isinstance(e, Conflict | LedgerError) for e in errors), errors
     steps = [entry["status"] for _, entry in approval_entries(gate, approval_id)]
     assert steps.count("collected") <= 2  # a losing append may be logged, never counted
     assert gate.approval(approval_id).status == "collected"
