@@ -163,7 +163,9 @@ def _bad_vkeys() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("vkey", _bad_vkeys())
+@pytest.mark.parametrize(
+    "vkey", [pytest.param(vkey, id=f"case{i}") for i, vkey in enumerate(_bad_vkeys())]
+)
 def test_malformed_vkeys_fail_at_the_vkey_step(vkey: str) -> None:
     with pytest.raises(ProofError) as info:
         NoteVerifier.from_vkey(vkey)
@@ -193,7 +195,9 @@ def _bad_skeys() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("skey", _bad_skeys())
+@pytest.mark.parametrize(
+    "skey", [pytest.param(skey, id=f"case{i}") for i, skey in enumerate(_bad_skeys())]
+)
 def test_malformed_skeys_raise_signing_key_error_without_echoing_the_seed(skey: str) -> None:
     with pytest.raises(SigningKeyError) as info:
         NoteSigner.from_skey(skey)

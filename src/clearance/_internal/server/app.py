@@ -33,6 +33,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
+from clearance._internal import console
 from clearance._internal.home import Home, find_home
 from clearance._internal.server.errors import install_error_handlers
 from clearance._internal.server.hot import PATH as LEAN_PATH
@@ -142,6 +143,7 @@ def create_app(
         return state.metrics if isinstance(state, ServerState) else None
 
     lean_route = next(r for r in authorize.router.routes if getattr(r, "path", None) == LEAN_PATH)
+    console.mount(app, settings)
     app.add_middleware(LeanAuthorize, route=lean_route)  # innermost: inside the limits
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     app.add_middleware(RequestTimer, metrics=current_metrics)

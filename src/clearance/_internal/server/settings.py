@@ -46,6 +46,13 @@ class ServerSettings:
     """Seconds after a grant's expiry that its outcome may still be reported (late reports)."""
     sweep_interval: float = 5.0
     """Seconds between two passes that expire pending approvals."""
+    console_session_idle: float = 1800.0
+    """Seconds a console session lives without a request (``console.session_idle``)."""
+    console_session_max: float = 12 * 3600.0
+    """Seconds a console session lives at most, however active (``console.session_max``)."""
+    console_public_health: bool = True
+    """Whether the console's health page is readable without logging in
+    (``console.public_health``)."""
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -61,6 +68,13 @@ class ServerSettings:
                 out[name] = getattr(self, name)
         if (self.rate_per_second, self.rate_burst) != (default.rate_per_second, default.rate_burst):
             out["rate_limit"] = {"per_second": self.rate_per_second, "burst": self.rate_burst}
+        console = {
+            yaml_key: getattr(self, f"console_{yaml_key}")
+            for yaml_key in _CONSOLE_KEYS
+            if getattr(self, f"console_{yaml_key}") != getattr(default, f"console_{yaml_key}")
+        }
+        if console:
+            out["console"] = console
         return out
 
 
@@ -80,15 +94,24 @@ def _problem(settings: ServerSettings) -> str | None:
     sweep = settings.sweep_interval
     if not _number(sweep) or not 0.05 <= sweep <= 300:
         return "'sweep_interval' must be a number of seconds from 0.05 to 300"
+    idle, longest = settings.console_session_idle, settings.console_session_max
+    if not _number(idle) or not 60 <= idle <= 86_400:
+        return "'console.session_idle' must be a number of seconds from 60 to 86400"
+    if not _number(longest) or not idle <= longest <= 30 * 86_400:
+        return "'console.session_max' must be a number of seconds from session_idle to 2592000"
+    if type(settings.console_public_health) is not bool:
+        return "'console.public_health' must be true or false"
     return None
 
 
 DEFAULT_SERVER_SETTINGS: Final = ServerSettings()
 SERVER_KEYS: Final[frozenset[str]] = frozenset(
-    {"max_body", "rate_limit", "report_window", "sweep_interval"}
+    {"max_body", "rate_limit", "report_window", "sweep_interval", "console"}
 )
 """The keys of the ``server:`` mapping."""
 _RATE_KEYS: Final[frozenset[str]] = frozenset({"per_second", "burst"})
+_CONSOLE_KEYS: Final[tuple[str, ...]] = ("session_idle", "session_max", "public_health")
+"""The keys of ``server.console``; each is the field ``console_<key>``."""
 
 
 def parse_server_settings(raw: object, where: str) -> ServerSettings:
@@ -125,6 +148,17 @@ def parse_server_settings(raw: object, where: str) -> ServerSettings:
             values["rate_per_second"] = rate["per_second"]
         if "burst" in rate:
             values["rate_burst"] = rate["burst"]
+    console = raw.get("console")
+    if console is not None:
+        if not isinstance(console, Mapping):
+            raise InputError(f"{where}: 'server.console' must be a mapping")
+        unknown = set(console) - set(_CONSOLE_KEYS)
+        if unknown:
+            raise InputError(
+                f"{where}: unknown keys {sorted(map(str, unknown))} in 'server.console'; "
+                f"allowed: {', '.join(sorted(_CONSOLE_KEYS))}"
+            )
+        values.update({f"console_{key}": value for key, value in console.items()})
     try:
         return ServerSettings(**values)
     except ValueError as exc:
@@ -135,6 +169,6 @@ def _shown(values: Mapping[str, Any], problem: str) -> str:
     """The offending value for a message (the key is the first quoted name in ``problem``)."""
     key = problem.split("'")[1]
     name = {"rate_limit.per_second": "rate_per_second", "rate_limit.burst": "rate_burst"}.get(
-        key, key
+        key, key.replace("console.", "console_")
     )
     return repr(values.get(name))
