@@ -34,8 +34,9 @@ typecheck: $(STAMP)
 
 # Branch coverage of src/clearance, subprocesses included; the floor is
 # [tool.coverage.report] fail_under in pyproject.toml, and a run below it fails.
+# Two workers (pytest-xdist), one test file each at a time, so a module's server starts once.
 unit: $(STAMP)
-	$(BIN)/pytest -q --cov --cov-report=term
+	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term
 
 bench: $(STAMP)
 	$(BIN)/clearance bench

@@ -15,9 +15,17 @@ from clearance.errors import CheckFailed, InputError, PolicyError
 if TYPE_CHECKING:
     from clearance._internal.grants.keys import GrantKeyRing
     from clearance._internal.home import Home
+    from clearance._internal.policy.cel_engine import CelPolicyEngine
+    from clearance._internal.policy_impact import (
+        ImpactReport,
+        Outcome,
+        UnverifiableDecision,
+    )
 
 policy_app = typer.Typer(
-    help="Validate policy bundles and run their table-driven tests.", no_args_is_help=True
+    help="Validate and lint policy bundles, run their table-driven tests, and show what a "
+    "candidate would change among logged decisions.",
+    no_args_is_help=True,
 )
 keys_app = typer.Typer(
     help="Publish and rotate the grant-signing keys (Ed25519, JWKS).", no_args_is_help=True
@@ -38,6 +46,18 @@ def _load_engine(directory: Path) -> Any:
         return CelPolicyEngine.from_directory(directory)
     except PolicyError as exc:
         raise CheckFailed(f"the bundle in {directory} is INVALID: {exc.diagnostics()}") from None
+
+
+def _load_or_refuse(directory: Path) -> CelPolicyEngine:
+    """The engine of the bundle in ``directory``; InputError or PolicyError (exit 2) otherwise."""
+    from clearance._internal.policy.cel_engine import CelPolicyEngine
+
+    if not directory.is_dir():
+        raise InputError(f"{directory}: no such directory; pass the bundle's directory")
+    try:
+        return CelPolicyEngine.from_directory(directory)
+    except PolicyError as exc:
+        raise PolicyError(f"the bundle in {directory} is INVALID: {exc.diagnostics()}") from None
 
 
 @policy_app.command("validate")
@@ -72,16 +92,10 @@ def lint(directory: DirArgument) -> None:
     clean, 1 when there is at least one warning, 2 when the bundle does not
     load.
     """
-    from clearance._internal.policy.cel_engine import CelPolicyEngine
     from clearance._internal.policy.lint import lint_bundle
 
-    if not directory.is_dir():
-        raise InputError(f"{directory}: no such directory; pass the bundle's directory")
-    try:
-        engine = CelPolicyEngine.from_directory(directory)
-    except PolicyError as exc:
-        # Exit 2, not CheckFailed's 1: 1 means "loaded, with warnings".
-        raise PolicyError(f"the bundle in {directory} is INVALID: {exc.diagnostics()}") from None
+    # Exit 2 for a bundle that does not load, not CheckFailed's 1: 1 means "loaded, with warnings".
+    engine = _load_or_refuse(directory)
     warnings = lint_bundle(engine.bundle)
     for warning in warnings:
         out.print(warning.render(), markup=False, soft_wrap=True)
@@ -132,6 +146,116 @@ def test(
     out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(results)} policy test cases failed")
+
+
+_EFFECT_STYLE = {"allow": "green", "deny": "bold red", "approval_required": "yellow"}
+
+
+def _outcome(outcome: Outcome) -> str:
+    rules = ", ".join(outcome.rules) or "(no rule matched)"
+    return f"{outcome.effect} [{rules}]"
+
+
+def _print_impact(report: ImpactReport, directory: Path) -> None:
+    """The human form: a row per change or unverifiable decision, then the counts."""
+    from clearance._internal.policy_impact import DecisionChange
+
+    table = Table(
+        title=f"Policy impact of {directory} ({report.candidate_digest[:19]}…)",
+        title_justify="left",
+    )
+    for name in ("index", "request id", "action", "logged", "candidate"):
+        table.add_column(name, justify="right" if name == "index" else "left", overflow="fold")
+    listed: list[DecisionChange | UnverifiableDecision] = [*report.changes, *report.unverifiable]
+    listed.sort(key=lambda r: r.decision.index)
+    for row in listed:
+        if isinstance(row, DecisionChange):
+            other = " (other rules)" if row.kind == "rules" else ""
+            style = _EFFECT_STYLE[row.candidate.effect]
+            shown = f"[{style}]{escape(_outcome(row.candidate))}[/]{other}"
+        else:
+            shown = f"[yellow]unverifiable[/]: {escape(row.reason)}"
+        table.add_row(
+            str(row.decision.index),
+            escape(row.decision.request_id),
+            escape(row.decision.action),
+            escape(_outcome(row.logged)),
+            shown,
+        )
+    if listed:
+        out.print(table)
+    window = (
+        f" (log entries {report.first_index} to {report.last_index})"
+        if report.first_index is not None
+        else ""
+    )
+    out.print(
+        f"{report.examined} decisions examined{window}: {report.unchanged} unchanged, "
+        f"{len(report.changes)} would change, {len(report.unverifiable)} unverifiable",
+        markup=False,
+        soft_wrap=True,
+    )
+    if report.changes:
+        for name, counts in (
+            ("by change", report.by_transition),
+            ("by candidate rule", report.by_candidate_rule),
+            ("by logged rule", report.by_logged_rule),
+            ("by action", report.by_action),
+        ):
+            line = f"  {name}: " + ", ".join(f"{key} {n}" for key, n in counts.items())
+            out.print(line, markup=False, soft_wrap=True)
+
+
+@policy_app.command("impact")
+def impact(
+    directory: DirArgument,
+    last: Annotated[
+        int | None,
+        typer.Option(
+            "--last",
+            min=1,
+            metavar="N",
+            help="How many of the newest decisions to examine (default 1000).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Show which logged decisions a candidate bundle would decide differently.
+
+    Evaluates the newest N decision entries of the home's ledger under the bundle
+    in DIR, each with the intent, trace facts, clock and value provenance it was
+    logged with (as `clearance replay` rebuilds them), and lists every decision
+    whose effect would change (allow, deny, approval_required) or that other rules
+    would decide with the same effect. Counts them by change, by rule (candidate
+    and logged) and by action. A decision the candidate cannot be evaluated on
+    faithfully (a rule reads a redacted argument, fingerprints need the home's
+    key) is listed as unverifiable with the reason. Writes nothing. Exit status 0
+    when no decision would change, 1 when at least one would, 2 when the bundle
+    does not load or the home cannot be opened.
+    """
+    from clearance._internal.home import Home, find_home
+    from clearance._internal.policy_impact import DEFAULT_LAST, analyze_impact
+    from clearance._internal.sealing import PROVENANCE_PURPOSE, derive_key
+    from clearance._internal.wiring import open_ledger
+
+    engine = _load_or_refuse(directory)
+    located = Home.load(find_home(home))
+    with open_ledger(located) as ledger:
+        key = derive_key(located.read_log_skey(), PROVENANCE_PURPOSE)
+        report = analyze_impact(
+            ledger, engine, last=DEFAULT_LAST if last is None else last, provenance_key=key
+        )
+    if as_json:
+        print_json(report.to_json())
+    else:
+        _print_impact(report, directory)
+    if report.changes:
+        raise CheckFailed(
+            f"{len(report.changes)} of {report.examined} decisions would change under the "
+            f"bundle in {directory}"
+        )
 
 
 def _sealed_ring(located: Home) -> GrantKeyRing:

@@ -20,6 +20,11 @@ missing, the entry's sensitive arguments were redacted and the difference may
 come from the redaction (the values are not in the log by design), or the
 trace's fingerprints cannot be read without the home's key.
 
+Shared with policy impact (:mod:`clearance._internal.policy_impact`): the
+reconstruction of a decision's logged evaluation input (:func:`logged_request`,
+:meth:`DecisionReplayer.logged_input`), its logged outcome (:func:`logged_summary`) and
+the logged bundle (:meth:`DecisionReplayer.logged_engine`) are the same code for both.
+
 Entries are read from a file someone else may have written: a decision entry
 whose fields do not have the shapes the gate writes raises
 :class:`~clearance.errors.TamperError` naming its index (never a KeyError or a
@@ -36,7 +41,7 @@ from clearance._internal.entries import parse_timestamp
 from clearance._internal.gate.decide import decide
 from clearance._internal.gate.provenance import read_fingerprints, redacted_at, redactions
 from clearance._internal.ledger.store import LedgerStore, StoredEntry
-from clearance._internal.policy.engine import EvaluationInput, PolicyEngine
+from clearance._internal.policy.engine import EvaluationInput, PolicyEngine, ToolSpec
 from clearance._internal.policy.provenance import EMPTY as EMPTY_PROVENANCE
 from clearance._internal.policy.provenance import Provenance
 from clearance.errors import Error, InputError, TamperError
@@ -72,8 +77,21 @@ def _summary(effect: Any, reasons: Any) -> dict[str, Any]:
     return {"effect": effect, "rules": rules}
 
 
-def _logged_request(stored: StoredEntry) -> EvaluationInput:
-    """The evaluation input a decision entry records; TamperError if it is malformed."""
+def logged_summary(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The logged outcome of a decision entry: ``{"effect": ..., "rules": [...]}``.
+
+    An allow the gate overrode (no signing key) keeps the policy's own effect apart, in
+    ``policy_effect``; that is the effect returned here.
+    """
+    return _summary(entry.get("policy_effect", entry.get("effect")), entry.get("reasons"))
+
+
+def logged_request(stored: StoredEntry) -> EvaluationInput:
+    """The evaluation input a decision entry records; TamperError if it is malformed.
+
+    Without the trace's value provenance and the redacted paths: see
+    :meth:`DecisionReplayer.logged_input`.
+    """
     entry = stored.entry
 
     def malformed(what: str) -> TamperError:
@@ -121,16 +139,15 @@ class DecisionReplayer:
         self._engines: dict[str, PolicyEngine | None] = {}
         self._views: dict[int, Provenance] = {}
 
-    def _redacted_paths(self, stored: StoredEntry, engine: PolicyEngine) -> tuple[str, ...]:
+    def _redacted_paths(self, stored: StoredEntry, tool: ToolSpec | None) -> tuple[str, ...]:
         """The tool's sensitive paths that hold a redacted object in the logged args."""
         entry = stored.entry
-        tool = engine.tool(str(entry["intent"]["action"]))
         if tool is None or not entry.get("redacted"):
             return ()
         args = entry["intent"].get("args") or {}
         return tuple(path for path in tool.sensitive if redacted_at(args, path) is not None)
 
-    def _provenance(self, stored: StoredEntry, engine: PolicyEngine) -> Provenance:
+    def _provenance(self, stored: StoredEntry, tool: ToolSpec | None) -> Provenance:
         """The view the decision in ``stored`` was made with (see the module docstring)."""
         entry = stored.entry
         index = entry["facts"].get("provenance_index")
@@ -150,12 +167,33 @@ class DecisionReplayer:
                 ).view
                 self._views[index] = found
             view = found
-        tool = engine.tool(str(entry["intent"]["action"]))
         if tool is None or not tool.sensitive or not entry.get("redacted"):
             return view
         return redactions(entry["intent"].get("args") or {}, tool.sensitive, view, stored.index)
 
-    def _engine(self, digest: str) -> PolicyEngine | None:
+    def logged_input(
+        self, stored: StoredEntry, request: EvaluationInput, tool: ToolSpec | None
+    ) -> EvaluationInput:
+        """``request`` (:func:`logged_request` of ``stored``) as the decision was made.
+
+        Adds the trace's value provenance the decision saw and the argument paths its
+        logged ``args`` hold redacted. ``tool`` is the *logged* bundle's registry entry
+        for the action: its ``sensitive`` paths say where the redacted values are.
+        TamperError when the facts name a provenance entry that is not one.
+        """
+        return replace(
+            request,
+            provenance=self._provenance(stored, tool),
+            redacted=self._redacted_paths(stored, tool),
+        )
+
+    def logged_engine(self, digest: str) -> PolicyEngine | None:
+        """The engine of the bundle ``digest`` the log holds (cached by digest).
+
+        None when the log has no ``policy`` entry for it (the deny-all engine needs
+        none); PolicyError when the logged bundle does not load, TamperError when the
+        entry holds no bundle object.
+        """
         if digest not in self._engines:
             from clearance._internal.policy import DenyAllEngine
             from clearance._internal.policy.cel_engine import CelPolicyEngine
@@ -180,13 +218,12 @@ class DecisionReplayer:
     def replay_entry(self, stored: StoredEntry) -> ReplayResult:
         """Replay one decision entry; TamperError when its fields are malformed."""
         entry = stored.entry
-        request = _logged_request(stored)
+        request = logged_request(stored)
         request_id = str(entry.get("request_id"))
-        # An allow the gate overrode (no signing key) keeps the policy's own effect apart.
-        logged = _summary(entry.get("policy_effect", entry.get("effect")), entry.get("reasons"))
+        logged = logged_summary(entry)
         digest = str(entry.get("policy_digest"))
         try:
-            engine = self._engine(digest)
+            engine = self.logged_engine(digest)
         except Error as exc:
             return ReplayResult(
                 request_id,
@@ -205,10 +242,8 @@ class DecisionReplayer:
                 None,
                 f"no policy entry for bundle {digest} in the log",
             )
-        provenance = self._provenance(stored, engine)
-        request = replace(
-            request, provenance=provenance, redacted=self._redacted_paths(stored, engine)
-        )
+        request = self.logged_input(stored, request, engine.tool(request.action))
+        provenance = request.provenance
         try:
             decision = decide(engine, request)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
