@@ -44,13 +44,16 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Playwright's driver, for one test module at a time: its sync API keeps an asyncio
+    loop marked running in the thread while it lives, which would break every later test
+    in the same worker that starts a loop of its own (``asyncio.run``, anyio)."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(
         executable_path=chromium_path(), headless=True, args=list(CHROMIUM_FLAGS)

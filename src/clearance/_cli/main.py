@@ -107,8 +107,8 @@ def demo(
         bool,
         typer.Option(
             "--exit",
-            help="Stop the gateway and the tool service and exit after the run (the "
-            "default when stdin is not a terminal).",
+            help="Stop the gateway and the tool service and exit after the run, without "
+            "serving the console (the default when stdin is not a terminal).",
         ),
     ] = False,
 ) -> None:
@@ -126,8 +126,12 @@ def demo(
     grant checks; each act ends with a log audit and an offline-verified
     receipt.
 
-    On a terminal, the servers then keep running (their URLs are printed)
-    until Ctrl-C; with --exit, or without a terminal, they are stopped.
+    On a terminal, the servers then keep running until Ctrl-C, and the
+    gateway serves the governance console: its URL is printed with an admin
+    key to log in (made for the demo) and the approver's key. The demo's
+    decisions are in the feed, a payment waits in the approvals inbox, and
+    the runtime demo page runs the agent's steps one by one against the live
+    gate. With --exit, or without a terminal, the servers are stopped.
     Re-runnable: an existing demo home is reused (and its API keys), and each
     run opens new traces, so the log keeps growing and each run proves that the
     log still extends the checkpoint the previous run saved.

@@ -43,6 +43,15 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            hidden=True,
+            help="Offer the console's runtime demo page (a home `clearance demo` made; "
+            "`clearance demo` passes it).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the runtime API: authorize, traces, outcomes, approvals, receipts, the log.
 
@@ -73,6 +82,10 @@ def serve(
     located = Home.load(find_home(home))
     state = open_state(located.path)
     try:
+        if demo:
+            from clearance._internal.console.pages.demo import enable_demo
+
+            enable_demo(state)
         app = create_app(located.path, opened=state)
         sys.stderr.write(
             f"clearance serve: home {located.path}, http://{host}:{port} "

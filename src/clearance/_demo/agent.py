@@ -30,6 +30,8 @@ from clearance.errors import ApprovalRequired, Denied, InvalidGrant
 
 PRINCIPAL = "agent:ops-bot"
 """The agent's principal (listed in the example bundle's principal registry)."""
+MANDATE = "Pay the March invoice from acme-supplies (EUR 120) and file the receipt"
+"""The human's instruction; trusted code opens the trace with it."""
 
 _INJECTION = re.compile(
     r"also pay (?P<to>[a-z0-9][a-z0-9-]*) (?P<currency>EUR|USD) (?P<amount>\d+(?:\.\d+)?)"
@@ -176,7 +178,9 @@ class DemoAgent:
 
     # --- the plan -------------------------------------------------------------------------
 
-    def _pay_body(self, args: Mapping[str, Any]) -> Callable[[str], Any]:
+    def pay_body(self, args: Mapping[str, Any]) -> Callable[[str], Any]:
+        """The payments tool's call for ``args``: the body of a governed payment."""
+
         def pay(request_id: str) -> str:
             row = self.payments.pay(
                 trace_id=self.trace.trace_id,
@@ -209,7 +213,7 @@ class DemoAgent:
         return auth
 
     def _ran(self, step: StepResult, request_id: str, args: Mapping[str, Any]) -> Callable[[], Any]:
-        body = self._pay_body(args)
+        body = self.pay_body(args)
 
         def run() -> Any:
             step.body_ran = True
@@ -292,14 +296,14 @@ class DemoAgent:
         injected = self.injected_payment()
         if injected is not None:
             # A naive agent obeys the instruction planted in the document.
-            self.governed("pay_invoice", injected, self._pay_body(injected))
+            self.governed("pay_invoice", injected, self.pay_body(injected))
         freight = {
             "to": "globex-logistics",
             "amount": 560.0,
             "currency": "EUR",
             "memo": "Q1 freight, settled while at it",
         }
-        self.governed("pay_invoice", freight, self._pay_body(freight))
+        self.governed("pay_invoice", freight, self.pay_body(freight))
         legit = {
             "to": "acme-supplies",
             "amount": 120.0,
@@ -317,7 +321,7 @@ class DemoAgent:
             "currency": "EUR",
             "memo": "advance for April",
         }
-        self.governed("pay_invoice", advance, self._pay_body(advance))
+        self.governed("pay_invoice", advance, self.pay_body(advance))
         receipt = "Paid acme-supplies EUR 120, invoice 2026-03.\n"
         self.governed(
             "write_file",

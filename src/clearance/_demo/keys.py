@@ -14,7 +14,9 @@ Invariants:
   otherwise a new key is created under the next free name (names are never reused)
   and its file replaced atomically. So re-runs are idempotent: an unchanged home
   creates no key, a damaged one is repaired with new keys.
-* A secret is never printed: :attr:`DemoKey.hint` shows the public id only.
+* A secret is printed only when the demo goes on serving the console on a terminal:
+  the console admin's (:data:`CONSOLE_ADMIN`, made only then) and the approver's, so
+  a person can log in. Everywhere else :attr:`DemoKey.hint` shows the public id only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ ROLES: Final = (
     Role("tool", "demo-payments-service", frozenset({"agent"}), TOOL_PRINCIPAL),
 )
 """The keys of the runtime act, in the order they are made."""
+CONSOLE_ADMIN: Final = Role(
+    "console", "demo-console-admin", frozenset({"admin"}), "user:demo-admin"
+)
+"""The admin key a person logs in to the console with while the demo serves it."""
 
 _MAX_SECRET_FILE = 256
 
@@ -95,8 +101,9 @@ def keys_dir(home: Home) -> Path:
     return home.path / "demo" / "keys"
 
 
-def demo_keys(home: Home) -> dict[str, DemoKey]:
-    """The four keys of the runtime act by role, reused or created (see the module doc).
+def demo_keys(home: Home, roles: tuple[Role, ...] = ROLES) -> dict[str, DemoKey]:
+    """The keys of ``roles`` (default: the runtime act's four) by role, reused or created
+    (see the module doc).
 
     Creations are ``apikey`` entries in the home's ledger, so the ledger is opened
     here: call it while no server holds the home.
@@ -111,7 +118,7 @@ def demo_keys(home: Home) -> dict[str, DemoKey]:
         open_ledger(home) as ledger,
         ApiKeyStore.open(api_keys_path(home.path), ledger=ledger) as store,
     ):
-        for role in ROLES:
+        for role in roles:
             found[role.role] = _reuse(store, role, folder) or _create(store, role, folder)
     return found
 

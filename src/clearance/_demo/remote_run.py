@@ -380,18 +380,34 @@ def run_remote_act(
 
 
 def print_explore_hints(
-    console: Console, services: DemoServices, keys: Mapping[str, DemoKey]
+    console: Console,
+    services: DemoServices,
+    keys: Mapping[str, DemoKey],
+    login: DemoKey | None = None,
 ) -> None:
-    """What to try while the servers keep running (secrets are read from their files).
+    """What to try while the servers keep running: the console's URL and, with
+    ``login`` (the console admin key), the admin's and the approver's secrets to log in
+    with; the other secrets are read from their files.
 
-    Printed without folding (``soft_wrap``), so the commands copy and paste whole.
+    Printed without folding (``soft_wrap``), so the commands and keys copy and paste whole.
     """
     approver, url = keys["approver"], services.gateway_url
     console.rule("[bold]The gateway and the tool service keep running")
-    lines = [
+    lines = []
+    if login is not None:
+        lines += [
+            f"console       {url}/console",
+            f"admin key     {login.token}",
+            f"              ({login.principal}: every page, and the runtime demo at "
+            f"{url}/console/demo)",
+            f"approver key  {approver.token}",
+            f"              ({approver.principal}: the approvals inbox, where a payment waits)",
+            "",
+        ]
+    lines += [
         f"gateway       {url}  (OpenAPI UI: {url}/docs)",
         f"tool service  {services.tool_url}",
-        f"approver key  {approver.name} ({approver.hint}), secret in {approver.path}",
+        f"approver      {approver.name} ({approver.hint}), secret in {approver.path}",
         f"logs          {services.logs}",
         "",
         "Pending approvals, as the approver:",

@@ -42,8 +42,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from clearance._cli.common import short
-from clearance._demo.agent import PRINCIPAL, DemoAgent, StepResult
-from clearance._demo.tools import INVOICE_NAME, INVOICE_TEXT, Payments, Sandbox
+from clearance._demo.agent import MANDATE, PRINCIPAL, DemoAgent, StepResult
+from clearance._demo.tools import INVOICE_NAME, INVOICE_TEXT, MARKER, Payments, Sandbox
 from clearance._internal.entries import timestamp
 from clearance._internal.home import SETTINGS_FILE, Home, init_home
 from clearance.errors import Error, InputError
@@ -54,10 +54,6 @@ if TYPE_CHECKING:
 DEFAULT_DEMO_HOME = ".clearance-demo"
 """Where ``clearance demo`` runs when no ``--home`` is given."""
 
-MANDATE = "Pay the March invoice from acme-supplies (EUR 120) and file the receipt"
-"""The human's instruction; trusted code opens the trace with it."""
-
-_MARKER = "demo/.clearance-demo"
 _REFUSED = ("denied", "approval_required", "refused")
 _STYLES = {
     "allowed": "green",
@@ -105,7 +101,7 @@ def prepare_home(path: Path, console: Console) -> Home:
     """Create the demo home, or reuse one the demo created; refuse any other directory."""
     from clearance._internal.wiring import open_ledger
 
-    marker = path / _MARKER
+    marker = path / MARKER
     if (path / SETTINGS_FILE).exists():
         if not marker.exists():
             raise InputError(
@@ -349,9 +345,10 @@ def run_demo(path: Path, console: Console, *, keep_running: bool = False) -> Dem
     Act 1 runs in process while this process holds the home's serve lock (so it never
     writes a ledger a server still holds); act 2 then starts the gateway and the tool
     service, which are stopped before this returns or raises. ``keep_running``: after
-    the run, keep them up until Ctrl-C.
+    the run, keep them up until Ctrl-C, the gateway serving the console (with its
+    runtime demo page) to a console admin key made for it.
     """
-    from clearance._demo.keys import demo_keys
+    from clearance._demo.keys import CONSOLE_ADMIN, demo_keys
     from clearance._demo.remote_run import print_explore_hints, run_remote_act
     from clearance._demo.services import DemoServices, exits_on_signals, find_tool_service
     from clearance._internal.server.lock import ServeLock
@@ -364,6 +361,8 @@ def run_demo(path: Path, console: Console, *, keep_running: bool = False) -> Dem
         refresh_bundle(home, console, tool_dir)
         summary = _in_process_act(home, console)
         keys = demo_keys(home) if tool_dir is not None else None
+        # Made only to serve the console: a run that exits creates no admin key.
+        login = demo_keys(home, (CONSOLE_ADMIN,))["console"] if keys and keep_running else None
     if tool_dir is None or keys is None:
         summary.remote_note = (
             "act 2 (the runtime API) was skipped: it runs the example tool service from a "
@@ -372,11 +371,14 @@ def run_demo(path: Path, console: Console, *, keep_running: bool = False) -> Dem
         console.print(f"[yellow]{summary.remote_note}[/]")
         _finish(summary, home, console, started)
         return summary
-    with exits_on_signals(), DemoServices(home, tool_dir, keys["tool"].token) as services:
+    with (
+        exits_on_signals(),
+        DemoServices(home, tool_dir, keys["tool"].token, demo_page=True) as services,
+    ):
         summary.remote = run_remote_act(home, services, keys, console)
         _finish(summary, home, console, started)
         if keep_running:
-            print_explore_hints(console, services, keys)
+            print_explore_hints(console, services, keys, login)
             services.wait_until_interrupted()
             console.print("Stopping the tool service and the gateway…")
     if keep_running:

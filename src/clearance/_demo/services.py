@@ -185,9 +185,14 @@ def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 class DemoServices:
     """The gateway and the tool service of one demo run (a context manager; see the module)."""
 
-    def __init__(self, home: Home, tool_dir: Path, tool_key: str) -> None:
-        """Nothing runs until ``with`` (or :meth:`start`)."""
+    def __init__(
+        self, home: Home, tool_dir: Path, tool_key: str, *, demo_page: bool = False
+    ) -> None:
+        """Nothing runs until ``with`` (or :meth:`start`). ``demo_page``: the gateway
+        offers the console's runtime demo page (``clearance serve --demo``; a demo home
+        only)."""
         self.home = home
+        self.demo_page = demo_page
         self.tool_dir = tool_dir
         self._tool_key = tool_key
         self.gateway: Child | None = None
@@ -228,6 +233,7 @@ class DemoServices:
                     "--log-level",
                     "warning",
                     "--no-access-log",
+                    *(["--demo"] if self.demo_page else []),
                 ],
                 _environment(),
                 log=self.logs / "gateway.log",

@@ -16,6 +16,10 @@ from pathlib import Path
 
 from clearance.errors import InputError
 
+MARKER = "demo/.clearance-demo"
+"""The file that marks a home `clearance demo` created (the demo touches no other home);
+the tools' files live beside it, under ``HOME/demo``."""
+
 INVOICE_NAME = "inbox/invoice-2026-03.txt"
 """The supplier's e-mail the agent is asked to process (it carries a prompt injection)."""
 

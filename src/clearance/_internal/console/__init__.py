@@ -15,7 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from clearance._internal.console.headers import ConsoleHeaders
-from clearance._internal.console.pages import auth
+from clearance._internal.console.pages import (
+    approvals,
+    auth,
+    decisions,
+    demo,
+    health,
+    lineage,
+    policy,
+    proof,
+    requests,
+)
 from clearance._internal.console.sessions import SessionBook
 from clearance._internal.console.web import (
     API_PREFIX,
@@ -29,7 +39,7 @@ from clearance._internal.console.web import (
 )
 from clearance._internal.server.settings import ServerSettings
 
-PAGES = (auth,)
+PAGES = (auth, approvals, lineage, demo, health, decisions, requests, proof, policy)
 """Every page module, in no particular order."""
 
 
@@ -39,7 +49,9 @@ def mount(app: FastAPI, settings: ServerSettings) -> None:
         idle=settings.console_session_idle, longest=settings.console_session_max
     )
     for module in PAGES:
-        app.include_router(module.router)
+        # The console is not part of the API contract: its routes stay out of the
+        # OpenAPI document (and out of its fuzzing), whatever a page module declares.
+        app.include_router(module.router, include_in_schema=False)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     async def on_login_required(request: Request, exc: Exception) -> Response:
