@@ -25,19 +25,24 @@ outermost layer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from clearance._internal.home import init_home
+from clearance._internal.home import DATABASE_ENV, init_home
 
 _PRINCIPAL = "agent:ops-bot"
 _INTENT: dict[str, Any] = {
@@ -91,13 +96,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def _drive(
-    port: int, requests: list[bytes], clients: int, ok_status: int, keep: bool
+    ports: list[int], requests: list[bytes], clients: int, ok_status: int, keep: bool
 ) -> Phase:
-    """Send ``requests`` over ``clients`` connections in a closed loop; time each one."""
+    """Send ``requests`` over ``clients`` connections in a closed loop; time each one.
+
+    Connection ``i`` goes to ``ports[i % len(ports)]`` (gateways behind a round-robin
+    balancer that keeps connections where they landed)."""
     phase = Phase()
     queue = iter(requests)
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for request in queue:
@@ -119,7 +127,7 @@ async def _drive(
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(clients)))
     phase.wall_s = time.perf_counter() - started
     return phase
 
@@ -147,9 +155,10 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30
 
 
 def _create_key(home: Path) -> str:
-    from clearance._internal.apikeys import ApiKeyStore, api_keys_path
+    from clearance._internal.home import Home
+    from clearance._internal.wiring import open_api_keys
 
-    store = ApiKeyStore.open(api_keys_path(home))
+    store = open_api_keys(Home.load(home))
     try:
         secret, _ = store.create("bench", scopes=("agent",), principal=_PRINCIPAL)
     finally:
@@ -157,8 +166,48 @@ def _create_key(home: Path) -> str:
     return secret
 
 
-def http_benchmark(*, requests: int, clients: int) -> dict[str, Any]:
-    """Run both phases against a fresh ``clearance serve``; the flat result keys."""
+def _start_gateway(home: Path, database: str | None) -> tuple[int, subprocess.Popen[bytes]]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(DATABASE_ENV, None)
+    if database is not None:
+        env[DATABASE_ENV] = database
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "clearance", "serve", "--home", str(home)),
+            *("--port", str(port), "--log-level", "warning", "--no-access-log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    return port, server
+
+
+def _stop_gateway(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        _, stderr = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        _, stderr = server.communicate()
+    if server.returncode not in (0, -15):
+        raise RuntimeError(
+            f"clearance serve ended with status {server.returncode}: {stderr.decode()[-2000:]}"
+        )
+
+
+def http_benchmark(
+    *, requests: int, clients: int, database: str | None = None, gateways: int = 1
+) -> dict[str, Any]:
+    """Run both phases against fresh ``clearance serve`` processes; the flat result keys.
+
+    With ``database`` (a PostgreSQL URL) every gateway process uses it, each with its own
+    copy of the home (the same keys and settings, as gateways on several machines have);
+    the load is spread over ``gateways`` processes by connection.
+    """
+    if gateways > 1 and database is None:
+        raise ValueError("several gateways need a shared PostgreSQL database")
     with tempfile.TemporaryDirectory(prefix="clearance-bench-http-") as tmp:
         home = Path(tmp) / "home"
         init_home(home, now=time.time())
@@ -169,34 +218,31 @@ def http_benchmark(*, requests: int, clients: int) -> dict[str, Any]:
             + "\nserver:\n  rate_limit:\n    per_second: 1000000\n    burst: 1000000\n",
             encoding="utf-8",
         )
-        api_key = _create_key(home)
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clearance",
-                "serve",
-                "--home",
-                str(home),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        previous = os.environ.pop(DATABASE_ENV, None)
+        if database is not None:
+            os.environ[DATABASE_ENV] = database
         try:
-            _wait_ready(port, server)
+            api_key = _create_key(home)
+        finally:
+            os.environ.pop(DATABASE_ENV, None)
+            if previous is not None:
+                os.environ[DATABASE_ENV] = previous
+        homes = [home]
+        for n in range(1, gateways):
+            copy = Path(tmp) / f"home-{n}"
+            shutil.copytree(home, copy)
+            homes.append(copy)
+        started = [_start_gateway(h, database) for h in homes]
+        ports = [port for port, _ in started]
+        try:
+            for port, server in started:
+                _wait_ready(port, server)
             body = json.dumps(_INTENT).encode()
             warmup = [_request("/v1/authorize", api_key, body)] * min(200, requests)
-            asyncio.run(_drive(port, warmup, clients, 200, keep=False))
+            asyncio.run(_drive(ports, warmup, clients, 200, keep=False))
             authorize = asyncio.run(
                 _drive(
-                    port, [_request("/v1/authorize", api_key, body)] * requests, clients, 200, True
+                    ports, [_request("/v1/authorize", api_key, body)] * requests, clients, 200, True
                 )
             )
             reports = []
@@ -211,20 +257,12 @@ def http_benchmark(*, requests: int, clients: int) -> dict[str, Any]:
                     "executor": "bench",
                 }
                 reports.append(_request("/v1/executions", api_key, json.dumps(report).encode()))
-            executions = asyncio.run(_drive(port, reports, clients, 201, keep=False))
+            executions = asyncio.run(_drive(ports, reports, clients, 201, keep=False))
             health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-            floor = asyncio.run(_drive(port, [health] * requests, clients, 200, keep=False))
+            floor = asyncio.run(_drive(ports, [health] * requests, clients, 200, keep=False))
         finally:
-            server.terminate()
-            try:
-                _, stderr = server.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                _, stderr = server.communicate()
-        if server.returncode not in (0, -15):
-            raise RuntimeError(
-                f"clearance serve ended with status {server.returncode}: {stderr.decode()[-2000:]}"
-            )
+            for _, server in started:
+                _stop_gateway(server)
     return {
         "http_clients": clients,
         "http_requests": requests,
@@ -233,3 +271,44 @@ def http_benchmark(*, requests: int, clients: int) -> dict[str, Any]:
         **floor.summary("http_floor"),
         "http_errors": authorize.errors + executions.errors,
     }
+
+
+@contextlib.contextmanager
+def scratch_schema(database: str) -> Iterator[str]:
+    """A new schema in ``database`` for one benchmark run, dropped afterwards: the URL
+    whose ``search_path`` is that schema (the bench never writes into existing tables)."""
+    from clearance._internal.postgres import connect
+
+    schema = f"clearance_bench_{secrets.token_hex(4)}"
+    with connect(database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in database else "?"
+    try:
+        yield f"{database}{separator}options={quote(f'-csearch_path={schema}', safe='')}"
+    finally:
+        with connect(database, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def postgres_benchmark(*, requests: int, clients: int, database: str) -> dict[str, Any]:
+    """The same load on SQLite, on PostgreSQL with one gateway, and with two (each in a
+    fresh schema of ``database``): ``pg_auth_per_s_1``, ``pg_auth_per_s_2``,
+    ``pg_auth_p99_ms_2`` and the rest, plus ``pg_scaling_2_over_1``."""
+    results: dict[str, Any] = {"http_clients": clients, "http_requests": requests}
+    sqlite = http_benchmark(requests=requests, clients=clients)
+    results["sqlite_auth_per_s"] = sqlite["http_auth_per_s"]
+    results["sqlite_auth_p99_ms"] = sqlite["http_auth_p99_ms"]
+    errors = sqlite["http_errors"]
+    for gateways in (1, 2):
+        with scratch_schema(database) as url:
+            run = http_benchmark(
+                requests=requests, clients=clients, database=url, gateways=gateways
+            )
+        for key in ("per_s", "p50_ms", "p99_ms"):
+            results[f"pg_auth_{key}_{gateways}"] = run[f"http_auth_{key}"]
+            results[f"pg_exec_{key}_{gateways}"] = run[f"http_exec_{key}"]
+        errors += run["http_errors"]
+    one, two = results["pg_auth_per_s_1"], results["pg_auth_per_s_2"]
+    results["pg_scaling_2_over_1"] = round(two / one, 2) if one else 0.0
+    results["http_errors"] = errors
+    return results

@@ -566,3 +566,43 @@ def run_http_bench(
         )
     console.print(table)
     return results
+
+
+def run_postgres_bench(
+    *, requests: int, clients: int, database: str, as_json: bool, console: Console
+) -> dict[str, Any]:
+    """``clearance bench --http --database URL``: SQLite, then PostgreSQL with one and
+    two gateways (:func:`clearance._bench.http.postgres_benchmark`), printed."""
+    from clearance._bench.http import postgres_benchmark
+
+    if not as_json:
+        Console(stderr=True, highlight=False).print(
+            f"[dim]… {requests} authorizations and outcome reports, {clients} clients: SQLite, "
+            "then PostgreSQL with 1 and 2 gateway processes[/]"
+        )
+    results = postgres_benchmark(requests=requests, clients=clients, database=database)
+    if as_json:
+        sys.stdout.write(json.dumps(results, sort_keys=True) + "\n")
+        return results
+    table = Table(
+        title=f"POST /v1/authorize on loopback ({clients} clients, durable)", title_justify="left"
+    )
+    for name in ("store", "gateways", "authorizations/s", "p50 ms", "p99 ms"):
+        table.add_column(name, justify="left" if name == "store" else "right")
+    table.add_row(
+        "SQLite", "1", f"{results['sqlite_auth_per_s']:.0f}", "", f"{results['sqlite_auth_p99_ms']}"
+    )
+    for gateways in (1, 2):
+        table.add_row(
+            "PostgreSQL",
+            str(gateways),
+            f"{results[f'pg_auth_per_s_{gateways}']:.0f}",
+            f"{results[f'pg_auth_p50_ms_{gateways}']:.2f}",
+            f"{results[f'pg_auth_p99_ms_{gateways}']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"2 gateways / 1 gateway: {results['pg_scaling_2_over_1']}× (target ≥ 1.6×, p99 ≤ 25 ms); "
+        f"errors: {results['http_errors']}"
+    )
+    return results

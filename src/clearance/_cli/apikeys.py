@@ -65,17 +65,15 @@ def _moment(value: float | None, empty: str = "-") -> str:
 @contextmanager
 def _store(home: HomeOption, *, with_ledger: bool) -> Iterator[ApiKeyStore]:
     """The home's key store, with its ledger open when entries are to be written."""
-    from clearance._internal.apikeys import ApiKeyStore, api_keys_path
     from clearance._internal.home import Home, find_home
-    from clearance._internal.wiring import open_ledger
+    from clearance._internal.wiring import open_api_keys, open_ledger
 
     located = Home.load(find_home(home))
-    path = api_keys_path(located.path)
     if not with_ledger:
-        with ApiKeyStore.open(path, clock=now) as store:
+        with open_api_keys(located, clock=now) as store:
             yield store
         return
-    with open_ledger(located) as ledger, ApiKeyStore.open(path, ledger=ledger, clock=now) as store:
+    with open_ledger(located) as ledger, open_api_keys(located, ledger=ledger, clock=now) as store:
         yield store
 
 

@@ -16,6 +16,7 @@ Conventions every command follows (see :mod:`clearance._cli.main`):
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,33 @@ PIPE_WIDTH = 180
 
 out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 """Standard output, for results."""
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help=(
+            "A postgresql:// URL (the scale-out store) or 'sqlite' (the home's files, the "
+            "default); same as the global --database and $CLEARANCE_DATABASE."
+        ),
+        show_default=False,
+    ),
+]
+
+
+def use_database(database: str | None) -> None:
+    """Make ``database`` (a ``--database`` value) the database of this process and its
+    children; InputError for a URL that is neither ``sqlite`` nor PostgreSQL."""
+    if database is None:
+        return
+    from clearance._internal.home import DATABASE_ENV
+    from clearance._internal.postgres import check_url
+
+    chosen = database.strip()
+    if chosen != "sqlite":
+        check_url(chosen)
+    os.environ[DATABASE_ENV] = chosen
+
 
 HomeOption = Annotated[
     Path | None,

@@ -103,7 +103,8 @@ def verify(home: HomeOption = None) -> None:
 
     located = Home.load(find_home(home))
     anchor = _anchor(located)
-    if not located.ledger_path.is_file():
+    database = located.database
+    if database is None and not located.ledger_path.is_file():
         for file in anchor.files:
             if file.path.exists():
                 raise CheckFailed(
@@ -113,7 +114,7 @@ def verify(home: HomeOption = None) -> None:
         raise InputError(f"no ledger at {located.ledger_path}; nothing has been logged yet")
     vkey_text = read_text(located.log_vkey_path, "log vkey file", limit=4096).strip()
     report = audit(
-        located.ledger_path,
+        database if database is not None else located.ledger_path,
         vkey=vkey_text,
         origin=located.settings.origin,
         anchor=anchor,

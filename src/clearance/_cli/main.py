@@ -28,10 +28,11 @@ from clearance._cli.admin import keys_app, policy_app
 from clearance._cli.apikeys import apikeys_app
 from clearance._cli.approvals import approvals_app
 from clearance._cli.audit import register as register_audit
-from clearance._cli.common import HomeOption, now, out
+from clearance._cli.common import HomeOption, now, out, use_database
 from clearance._cli.log import log_app
+from clearance._cli.migrate import migrate
 from clearance._cli.serve import serve
-from clearance.errors import CheckFailed, Error
+from clearance.errors import CheckFailed, Error, InputError
 
 app = typer.Typer(
     name="clearance",
@@ -47,6 +48,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
+
+
+@app.callback()
+def root(
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help=(
+                "Where the ledger, replay store and API keys live: a postgresql:// URL (the "
+                "scale-out store) or 'sqlite' (the home's own files, the default). Same as "
+                "$CLEARANCE_DATABASE; overrides `database:` in clearance.yaml."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Options every command shares."""
+    use_database(database)  # for the command and the processes it starts
 
 
 @app.command()
@@ -171,6 +191,17 @@ def bench(
         int,
         typer.Option("--requests", min=1, max=1_000_000, help="Requests per phase (--http)."),
     ] = 10_000,
+    bench_database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help=(
+                "With --http: also run the load on this PostgreSQL database with one and with "
+                "two gateway processes (each run in a scratch schema it drops afterwards)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure decision latency, governed-call latency and ledger throughput.
 
@@ -187,10 +218,25 @@ def bench(
     With --http: starts `clearance serve` (SQLite, durable) on a temporary home and
     drives POST /v1/authorize, then POST /v1/executions for every grant, from
     --clients keep-alive connections; reports requests/s, p50, p99 and errors.
+    With --http --database postgresql://...: the same load on SQLite, then on
+    PostgreSQL with one and with two gateway processes.
     """
+    if bench_database is not None and not http:
+        raise InputError("bench --database needs --http")
     if http:
-        from clearance._bench.run import run_http_bench
+        from clearance._bench.run import run_http_bench, run_postgres_bench
 
+        if bench_database is not None:
+            from clearance._internal.postgres import check_url
+
+            run_postgres_bench(
+                requests=requests if not quick else min(requests, 2000),
+                clients=clients,
+                database=check_url(bench_database),
+                as_json=as_json,
+                console=out,
+            )
+            return
         run_http_bench(
             requests=requests if not quick else min(requests, 2000),
             clients=clients,
@@ -203,6 +249,7 @@ def bench(
     run_bench(quick=quick, as_json=as_json, console=out)
 
 
+app.command()(migrate)
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")

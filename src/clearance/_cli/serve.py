@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from clearance._cli.common import HomeOption
+from clearance._cli.common import DatabaseOption, HomeOption, use_database
 from clearance.errors import InputError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -33,6 +33,7 @@ def _loopback(host: str) -> bool:
 
 def serve(
     home: HomeOption = None,
+    database: DatabaseOption = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback unless you mean it).")
     ] = "127.0.0.1",
@@ -68,6 +69,7 @@ def serve(
     from clearance._internal.server.app import create_app
     from clearance._internal.server.state import open_state
 
+    use_database(database)
     if log_level not in LOG_LEVELS:
         raise InputError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)

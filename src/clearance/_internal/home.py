@@ -49,6 +49,8 @@ from clearance._internal.server.settings import (
 from clearance.errors import InputError, SigningKeyError
 
 HOME_ENV = "CLEARANCE_HOME"
+DATABASE_ENV = "CLEARANCE_DATABASE"
+"""Overrides the ``database:`` setting (``--database`` on the command line sets it)."""
 DEFAULT_HOME = ".clearance"
 SETTINGS_FILE = "clearance.yaml"
 
@@ -65,6 +67,7 @@ _SETTINGS_KEYS = {
     "limits",
     "server",
     "approvals",
+    "database",
 }
 _MANDATE_KEYS = {"text", "bounds"}
 DEFAULT_CHECKPOINT_GRACE = 300
@@ -103,6 +106,10 @@ class Settings:
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     """The ``approvals:`` mapping: the webhook for new approvals (its ``ttl`` is already
     in ``limits.approval_ttl``)."""
+    database: str | None = None
+    """Where the ledger, the replay store and the API keys live: None for the embedded
+    SQLite files in the home, or a ``postgresql://`` URL (the scale-out store).
+    ``$CLEARANCE_DATABASE`` overrides it (:attr:`Home.database`)."""
 
     @property
     def grant_lifetime(self) -> int:
@@ -136,6 +143,8 @@ class Settings:
         approvals = self.approvals.to_json()
         if approvals:
             document["approvals"] = approvals
+        if self.database is not None:
+            document["database"] = self.database
         return document
 
 
@@ -201,7 +210,22 @@ def parse_settings(raw: object, where: str) -> Settings:
         limits=limits,
         server=parse_server_settings(raw.get("server"), where),
         approvals=approvals,
+        database=_database(raw.get("database"), where),
     )
+
+
+def _database(raw: object, where: str) -> str | None:
+    """The ``database:`` setting: None (SQLite in the home) or a checked PostgreSQL URL."""
+    if raw is None or raw == "sqlite":
+        return None
+    from clearance._internal.postgres import check_url
+
+    if not isinstance(raw, str):
+        raise InputError(f"{where}: 'database' must be a postgresql:// URL or 'sqlite'")
+    try:
+        return check_url(raw)
+    except InputError as exc:
+        raise InputError(f"{where}: 'database': {exc}") from None
 
 
 def parse_mandate(
@@ -262,6 +286,23 @@ class Home:
 
     path: Path
     settings: Settings
+
+    @property
+    def database(self) -> str | None:
+        """The database in use: ``$CLEARANCE_DATABASE`` when set, else the ``database:``
+        setting; None is the embedded SQLite files of the home. InputError for a URL
+        that is not a usable PostgreSQL URL."""
+        from_env = os.environ.get(DATABASE_ENV, "").strip()
+        if from_env and from_env != "sqlite":
+            from clearance._internal.postgres import check_url
+
+            try:
+                return check_url(from_env)
+            except InputError as exc:
+                raise InputError(f"${DATABASE_ENV}: {exc}") from None
+        if from_env == "sqlite":
+            return None
+        return self.settings.database
 
     @property
     def policy_dir(self) -> Path:

@@ -1,7 +1,12 @@
-"""Open a gate over a home directory: the embedded (SQLite) wiring.
+"""Open a gate over a home directory: its ledger, replay store and API keys.
 
 This is the outermost layer: it reads the clock default and the environment.
-Everything it wires is documented in :mod:`clearance._internal.home`.
+Everything it wires is documented in :mod:`clearance._internal.home`. The stores are
+the embedded SQLite files of the home, or, when the home's database
+(:attr:`~clearance._internal.home.Home.database`: ``--database``,
+``$CLEARANCE_DATABASE`` or ``database:``) is a ``postgresql://`` URL, the PostgreSQL
+stores, which many processes share. Keys, policies, the spool and the checkpoint
+anchor stay in the home either way.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from clearance._internal.limits import Durability
 from clearance.errors import Error, PolicyError
 
 if TYPE_CHECKING:
+    from clearance._internal.apikeys import ApiKeyStore
     from clearance._internal.gate.core import Gate
+    from clearance._internal.grants.jti_store import ReplayGuard
+    from clearance._internal.ledger.store import LedgerStore
 
 
 def open_ledger(
@@ -28,8 +36,9 @@ def open_ledger(
     *,
     durability: Durability | None = None,
     clock: Callable[[], float] = time.time,
-) -> SQLiteLedger:
-    """Open the home's ledger with its checkpoint signer, anchor and witnesses.
+) -> LedgerStore:
+    """Open the home's ledger (SQLite, or the home's PostgreSQL database) with its
+    checkpoint signer, anchor and witnesses.
 
     The ledger must extend the checkpoint anchored in ``HOME/checkpoints/latest`` and
     in every ``witness_dirs`` directory, and its unsigned entries must be younger than
@@ -47,6 +56,20 @@ def open_ledger(
         origin=home.settings.origin,
         sync=mode == "durable",  # relaxed: no fsync, as for the ledger itself
     )
+    database = home.database
+    if database is not None:
+        from clearance._internal.ledger.postgres import PostgresLedger
+
+        return PostgresLedger.open(
+            database,
+            signer=signer,
+            origin=home.settings.origin,
+            durability=mode,
+            anchor=anchor,
+            checkpoint_interval=home.settings.limits.checkpoint_interval,
+            grace=home.settings.checkpoint_grace,
+            clock=clock,
+        )
     return SQLiteLedger.open(
         home.ledger_path,
         signer=signer,
@@ -57,6 +80,30 @@ def open_ledger(
         grace=home.settings.checkpoint_grace,
         clock=clock,
     )
+
+
+def open_replay_guard(home: Home, *, durability: Durability | None = None) -> ReplayGuard:
+    """The home's store of consumed grant ids (SQLite file, or the PostgreSQL database)."""
+    from clearance._internal.grants.jti_store import SQLiteReplayGuard
+
+    mode = durability or home.settings.durability
+    database = home.database
+    if database is not None:
+        from clearance._internal.grants.jti_store_pg import PostgresReplayGuard
+
+        return PostgresReplayGuard.open(database, durability=mode)
+    return SQLiteReplayGuard.open(home.replay_path, durability=mode)
+
+
+def open_api_keys(
+    home: Home, *, ledger: LedgerStore | None = None, clock: Callable[[], float] = time.time
+) -> ApiKeyStore:
+    """The home's API key store (``HOME/apikeys.db``, or the PostgreSQL database);
+    creations and revocations are logged to ``ledger`` when given."""
+    from clearance._internal.apikeys import ApiKeyStore, api_keys_path
+
+    location = home.database or api_keys_path(home.path)
+    return ApiKeyStore.open(location, ledger=ledger, clock=clock)
 
 
 def open_gate(
@@ -87,7 +134,6 @@ def open_gate(
     from clearance._internal.approvals.webhook import webhook_for
     from clearance._internal.gate.core import Gate
     from clearance._internal.gate.spool import Spool
-    from clearance._internal.grants.jti_store import SQLiteReplayGuard
     from clearance._internal.grants.keys import GrantKeyRing
     from clearance._internal.policy.reload import PolicyHolder
     from clearance._internal.sealing import (
@@ -117,7 +163,7 @@ def open_gate(
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(open_ledger(located, durability=mode, clock=clock))
         replay_guard = stack.enter_context(
-            contextlib.closing(SQLiteReplayGuard.open(located.replay_path, durability=mode))
+            contextlib.closing(open_replay_guard(located, durability=mode))
         )
         gate = Gate(
             policy=policy,

@@ -9,7 +9,7 @@ import pytest
 
 from clearance._internal.apikeys import ApiKeyStore, api_keys_path
 from clearance._internal.home import Home, init_home
-from clearance._internal.ledger.sqlite import SQLiteLedger
+from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.wiring import open_ledger
 
 T0 = 1_795_000_000.0  # a fixed instant in 2026
@@ -46,13 +46,13 @@ def store(tmp_path: Path, clock: FixedClock) -> Iterator[ApiKeyStore]:
 
 
 @pytest.fixture
-def ledger(home: Home) -> Iterator[SQLiteLedger]:
+def ledger(home: Home) -> Iterator[LedgerStore]:
     with open_ledger(home, durability="relaxed") as opened:
         yield opened
 
 
 @pytest.fixture
-def logged_store(home: Home, ledger: SQLiteLedger) -> Iterator[ApiKeyStore]:
+def logged_store(home: Home, ledger: LedgerStore) -> Iterator[ApiKeyStore]:
     """The home's store, logging to the home's ledger (real clock: the ledger checks dates)."""
     with ApiKeyStore.open(api_keys_path(home.path), ledger=ledger) as opened:
         yield opened

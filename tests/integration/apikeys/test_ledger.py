@@ -17,7 +17,6 @@ from clearance._internal.apikeys import tokens as apikey_tokens
 from clearance._internal.gate.core import Gate
 from clearance._internal.home import Home
 from clearance._internal.intent import Intent
-from clearance._internal.ledger.sqlite import SQLiteLedger
 from clearance._internal.ledger.store import LedgerStore
 from clearance._internal.wiring import open_gate, open_ledger
 from clearance.errors import Conflict, LedgerError, Unauthenticated
@@ -44,7 +43,7 @@ def log_verifies(home: Home) -> None:
 class FailingLedger:
     """The home's real ledger, except that appends fail while ``failing`` is set."""
 
-    def __init__(self, inner: SQLiteLedger) -> None:
+    def __init__(self, inner: LedgerStore) -> None:
         self.inner = inner
         self.failing = True
 
@@ -57,7 +56,7 @@ class FailingLedger:
         return getattr(self.inner, name)
 
 
-def apikey_entries(ledger: SQLiteLedger, name: str) -> list[dict[str, Any]]:
+def apikey_entries(ledger: LedgerStore, name: str) -> list[dict[str, Any]]:
     return [dict(ledger.prove(e).entry) for e in ledger.find("apikey", name)]
 
 

@@ -21,9 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
-from clearance._internal.apikeys import ApiKeyStore, api_keys_path
 from clearance._internal.home import Home, init_home
-from clearance._internal.wiring import open_ledger
+from clearance._internal.wiring import open_api_keys, open_ledger
 
 KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "agent": (("agent",), "agent:ops-bot"),
@@ -61,9 +60,10 @@ def create_keys(
 ) -> dict[str, str]:
     """Create the keys ``specs`` (name -> scopes, principal); returns name -> token."""
     tokens: dict[str, str] = {}
+    located = Home.load(home)
     with (
-        open_ledger(Home.load(home)) as ledger,
-        ApiKeyStore.open(api_keys_path(home), ledger=ledger) as store,
+        open_ledger(located) as ledger,
+        open_api_keys(located, ledger=ledger) as store,
     ):
         for name, (scopes, principal) in specs.items():
             token, _ = store.create(name, scopes=scopes, principal=principal, expires_in=expires_in)

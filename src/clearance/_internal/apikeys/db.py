@@ -1,5 +1,9 @@
 """The API key store's SQLite file: creating it private, its schema, and reading rows.
 
+:class:`SQLiteKeyRows` is the SQLite side of the :class:`~clearance._internal.apikeys.rows.KeyRows`
+seam; :data:`COLUMNS` and :func:`to_key` (the row layout and its decoding) serve the
+PostgreSQL side (:mod:`clearance._internal.apikeys.pg_db`) too.
+
 Layout (``PRAGMA user_version`` 1)::
 
     api_keys(name PRIMARY KEY, key_id UNIQUE, digest, scopes, principal,
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Final
 
 from clearance._internal.apikeys.model import NAME_PATTERN, SCOPES, ApiKey
+from clearance._internal.apikeys.rows import Column, KeyWrites, Row
 from clearance._internal.intent import PRINCIPAL_PATTERN
 from clearance.errors import LedgerError
 
@@ -63,7 +68,14 @@ COLUMNS: Final = (
     "last_used_at, created_index, revoked_index"
 )
 
-Row = tuple[object, ...]
+POSITION: Final[dict[str, int]] = {name: i for i, name in enumerate(COLUMNS.split(", "))}
+"""Each column's index in a row."""
+
+UPDATABLE: Final[frozenset[str]] = frozenset(
+    {"revoked_at", "last_used_at", "created_index", "revoked_index"}
+)
+"""The columns :class:`~clearance._internal.apikeys.rows.Column` names (checked at run
+time too: a column name becomes part of an SQL statement)."""
 
 KEY_ID_PATTERN: Final = re.compile(r"[0-9a-f]{16}")
 
@@ -179,8 +191,11 @@ def _time(value: object, *, optional: bool = True) -> float | None:
     return float(value)
 
 
-def to_key(row: Row, path: Path) -> tuple[ApiKey, bytes]:
-    """The key a row holds and its stored digest; LedgerError for a row clearance did not write."""
+def to_key(row: Row, path: Path | str) -> tuple[ApiKey, bytes]:
+    """The key a row holds and its stored digest; LedgerError for a row clearance did not write.
+
+    ``path`` is what the message names: the file, or the redacted database URL.
+    """
     name, key_id, digest, scopes, principal, created, expires, revoked, used = row[:9]
     try:
         scope_set = frozenset(_text(scopes).split(" "))
@@ -202,3 +217,103 @@ def to_key(row: Row, path: Path) -> tuple[ApiKey, bytes]:
             "clearance writes (it was edited outside clearance); revoke or remove it"
         ) from None
     return key, digest
+
+
+def update_statement(column: Column, placeholder: str) -> str:
+    """``UPDATE api_keys SET <column> = ... WHERE name = ...`` for an updatable ``column``."""
+    if column not in UPDATABLE:
+        raise ValueError(f"not an updatable API key column: {column!r}")
+    return f"UPDATE api_keys SET {column} = {placeholder} WHERE name = {placeholder}"  # noqa: S608
+
+
+class SQLiteKeyRows:
+    """API key rows in one SQLite file, on one connection.
+
+    Not thread-safe by itself: :class:`~clearance._internal.apikeys.store.ApiKeyStore`
+    calls it under its lock. ``BEGIN IMMEDIATE`` serializes :meth:`write` across
+    processes. It is its own :class:`~clearance._internal.apikeys.rows.KeyWrites`: in a
+    write, the same statements run inside the transaction.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        """Wrap a connection from :func:`connect`; use :meth:`open`."""
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: Path) -> SQLiteKeyRows:
+        """Open (creating if needed) the file at ``path``; see :func:`connect`."""
+        return cls(path, connect(path))
+
+    @property
+    def location(self) -> str:
+        """The file."""
+        return str(self.path)
+
+    def translate(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """See :func:`translate`."""
+        return translate(self.path, doing)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[KeyWrites]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on any exception."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def by_name(self, name: str) -> Row | None:
+        """The row of the key named ``name``, if any."""
+        row: Row | None = self._conn.execute(
+            f"SELECT {COLUMNS} FROM api_keys WHERE name = ?",  # noqa: S608
+            (name,),
+        ).fetchone()
+        return row
+
+    def by_key_id(self, key_id: str) -> Row | None:
+        """The row whose public id is ``key_id``, if any."""
+        row: Row | None = self._conn.execute(
+            f"SELECT {COLUMNS} FROM api_keys WHERE key_id = ?",  # noqa: S608
+            (key_id,),
+        ).fetchone()
+        return row
+
+    def key_id_taken(self, key_id: str) -> bool:
+        """Whether some row has ``key_id``."""
+        found = self._conn.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,))
+        return found.fetchone() is not None
+
+    def all(self) -> list[Row]:
+        """Every row, oldest first."""
+        return self._conn.execute(
+            f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at, name"  # noqa: S608
+        ).fetchall()
+
+    def insert(self, row: Row) -> None:
+        """Insert a new row."""
+        self._conn.execute(
+            f"INSERT INTO api_keys ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+            row,
+        )
+
+    def update(self, name: str, column: Column, value: float | None) -> None:
+        """Set one column of the row named ``name``."""
+        self._conn.execute(update_statement(column, "?"), (value, name))
+
+    def touch(self, key_id: str, now: float, wait: float) -> None:
+        """Set ``last_used_at``, waiting at most ``wait`` seconds for another writer."""
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (now, key_id))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()

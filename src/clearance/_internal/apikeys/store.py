@@ -3,7 +3,9 @@
 Invariants:
 
 * A secret exists in exactly one place: the return value of :meth:`ApiKeyStore.create`.
-  The file holds its :func:`~clearance._internal.apikeys.tokens.digest`; the ledger
+  The store (a SQLite file, or a PostgreSQL database: the backend is a
+  :class:`~clearance._internal.apikeys.rows.KeyRows`, and everything below holds on
+  both) holds its :func:`~clearance._internal.apikeys.tokens.digest`; the ledger
   entry, :class:`~clearance._internal.apikeys.model.ApiKey` and every message hold
   neither.
 * :meth:`ApiKeyStore.authenticate` raises one opaque
@@ -17,7 +19,7 @@ Invariants:
   a verified key is cached for at most that long (monotonic clock); expiry is checked
   on every call against the injected clock, cache or not; a revocation made through
   this store drops its cache entry at once, one made by another process is read
-  from the file when the entry ages out. Nothing else is cached: an unknown id is
+  from the store when the entry ages out. Nothing else is cached: an unknown id is
   looked up every time (caching misses would let anyone fill the cache).
 * ``last_used_at`` is written at most once per :data:`TOUCH_INTERVAL` per key and
   process, never on the request path's every call. Failing to write it is logged
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
+import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -51,8 +53,10 @@ from clearance._internal.apikeys.model import (
     check_principal,
     check_scopes,
 )
+from clearance._internal.apikeys.rows import KeyRows, KeyWrites, Row
 from clearance._internal.entries import apikey_entry
 from clearance._internal.ledger.store import LedgerStore
+from clearance._internal.postgres import is_postgres_url
 from clearance.errors import Conflict, LedgerError, NotFound, Unauthenticated
 
 log = logging.getLogger("clearance.apikeys")
@@ -81,20 +85,19 @@ class _Cached:
 
 
 class ApiKeyStore:
-    """API keys in one SQLite file. Thread-safe; use :meth:`open`."""
+    """API keys in one SQLite file or one PostgreSQL database. Thread-safe; use :meth:`open`."""
 
     def __init__(
         self,
-        path: Path,
-        conn: sqlite3.Connection,
+        rows: KeyRows,
         *,
         ledger: LedgerStore | None,
         clock: Callable[[], float],
         cache_ttl: float,
     ) -> None:
-        """Wrap an open connection (:func:`~clearance._internal.apikeys.db.connect`)."""
-        self._path = path
-        self._conn = conn
+        """Wrap an open backend (:class:`~clearance._internal.apikeys.db.SQLiteKeyRows`,
+        :class:`~clearance._internal.apikeys.pg_db.PostgresKeyRows`)."""
+        self._rows = rows
         self._ledger = ledger
         self._clock = clock
         self._ttl = cache_ttl
@@ -106,28 +109,41 @@ class ApiKeyStore:
     @classmethod
     def open(
         cls,
-        path: Path,
+        location: str | os.PathLike[str],
         *,
         ledger: LedgerStore | None = None,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = CACHE_TTL,
     ) -> ApiKeyStore:
-        """Open (creating if needed) the store at ``path``.
+        """Open (creating if needed) the store at ``location``: a SQLite file's path, or
+        a ``postgresql://`` URL (the keys of every process sharing that database).
 
         ``ledger``: where creations and revocations are logged (none: not logged).
         ``clock``: POSIX time for creation, expiry and ``last_used_at``.
         ``cache_ttl``: seconds a verified key is cached, 0 to 1 (0: no cache).
-        LedgerError when the file cannot be opened, is not private, or has a newer schema.
+        LedgerError when the file cannot be opened or is not private, the server cannot
+        be reached, or the schema is newer than this clearance.
         """
         if not 0 <= cache_ttl <= CACHE_TTL:
             raise ValueError(f"cache_ttl must be between 0 and {CACHE_TTL} seconds")
-        path = Path(path)
-        return cls(path, db.connect(path), ledger=ledger, clock=clock, cache_ttl=cache_ttl)
+        rows: KeyRows
+        if isinstance(location, str) and is_postgres_url(location):
+            from clearance._internal.apikeys.pg_db import PostgresKeyRows
+
+            rows = PostgresKeyRows.open(location)
+        else:
+            rows = db.SQLiteKeyRows.open(Path(location))
+        return cls(rows, ledger=ledger, clock=clock, cache_ttl=cache_ttl)
 
     @property
-    def path(self) -> Path:
-        """The SQLite file."""
-        return self._path
+    def path(self) -> Path | None:
+        """The SQLite file; None on PostgreSQL."""
+        return self._rows.path if isinstance(self._rows, db.SQLiteKeyRows) else None
+
+    @property
+    def location(self) -> str:
+        """The SQLite file, or the database URL with its password redacted."""
+        return self._rows.location
 
     @property
     def ledger(self) -> LedgerStore | None:
@@ -167,49 +183,43 @@ class ApiKeyStore:
             revoked_at=None,
             last_used_at=None,
         )
-        with self._lock, db.translate(self._path, "creating a key"):
-            conn = self._usable()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                taken = conn.execute(
-                    "SELECT revoked_at FROM api_keys WHERE name = ?", (name,)
-                ).fetchone()
-                if taken is not None:
-                    state = "revoked" if taken[0] is not None else "active"
-                    raise Conflict(
-                        f"an API key named {name!r} already exists ({state}); names are "
-                        "never reused, choose another"
-                    )
-                if conn.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)).fetchone():
-                    raise LedgerError("key id collision; try again")  # 2**-64: never in practice
-                conn.execute(
-                    f"INSERT INTO api_keys ({db.COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                    (
-                        name,
-                        key_id,
-                        tokens.digest(token),
-                        " ".join(sorted(scope_set)),
-                        principal,
-                        now,
-                        key.expires_at,
-                        None,
-                        None,
-                        None,
-                        None,
-                    ),
-                )
-                index = self._log(key, "created", now)
-                if index is not None:
-                    conn.execute(
-                        "UPDATE api_keys SET created_index = ? WHERE name = ?", (index, name)
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock:
+            rows = self._usable()
+            with rows.translate("creating a key"), rows.write() as write:
+                self._insert(write, key, tokens.digest(token))
         log.info("API key %r created (id %s, scopes %s)", name, key_id, sorted(scope_set))
         return token, key
+
+    def _insert(self, write: KeyWrites, key: ApiKey, digest: bytes) -> None:
+        """Insert ``key``'s row, then log its creation (ledger-first: module docstring)."""
+        name = key.name
+        taken = write.by_name(name)
+        if taken is not None:
+            state = "revoked" if taken[db.POSITION["revoked_at"]] is not None else "active"
+            raise Conflict(
+                f"an API key named {name!r} already exists ({state}); names are "
+                "never reused, choose another"
+            )
+        if write.key_id_taken(key.key_id):
+            raise LedgerError("key id collision; try again")  # 2**-64: never in practice
+        write.insert(
+            (
+                name,
+                key.key_id,
+                digest,
+                " ".join(sorted(key.scopes)),
+                key.principal,
+                key.created_at,
+                key.expires_at,
+                None,
+                None,
+                None,
+                None,
+            )
+        )
+        index = self._log(key, "created", key.created_at)
+        if index is not None:
+            write.update(name, "created_index", index)
 
     def revoke(self, name: str) -> ApiKey:
         """Revoke a key at once; returns it. NotFound; Conflict when already revoked.
@@ -219,33 +229,23 @@ class ApiKeyStore:
         written: the key is revoked all the same (the message says so).
         """
         with self._lock:
-            with db.translate(self._path, "revoking a key"):
-                conn = self._usable()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    key, row = self._get_row(conn, name)
-                    revoked_index = row[10]
-                    pending_entry = (
-                        key.revoked_at is not None
-                        and revoked_index is None
-                        and self._ledger is not None
+            rows = self._usable()
+            with rows.translate("revoking a key"), rows.write() as write:
+                key, row = self._decode(name, write.by_name(name))
+                revoked_index = row[db.POSITION["revoked_index"]]
+                pending_entry = (
+                    key.revoked_at is not None
+                    and revoked_index is None
+                    and self._ledger is not None
+                )
+                if key.revoked_at is not None and not pending_entry:
+                    raise Conflict(
+                        f"API key {name!r} was already revoked at {_when(key.revoked_at)}"
                     )
-                    if key.revoked_at is not None and not pending_entry:
-                        raise Conflict(
-                            f"API key {name!r} was already revoked at {_when(key.revoked_at)}"
-                        )
-                    if key.revoked_at is None:
-                        key = replace(key, revoked_at=self._clock())
-                        conn.execute(
-                            "UPDATE api_keys SET revoked_at = ? WHERE name = ?",
-                            (key.revoked_at, name),
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                self._cache.pop(key.key_id, None)
+                if key.revoked_at is None:
+                    key = replace(key, revoked_at=self._clock())
+                    write.update(name, "revoked_at", key.revoked_at)
+            self._cache.pop(key.key_id, None)
             if self._ledger is not None:
                 self._log_revocation(key)
         log.info("API key %r revoked (id %s)", name, key.key_id)
@@ -262,10 +262,9 @@ class ApiKeyStore:
                 f"ledger entry could not be written ({exc}); run the revocation again once "
                 "the ledger is available to write the entry"
             ) from None
-        with db.translate(self._path, "noting the revocation's ledger entry"):
-            self._usable().execute(
-                "UPDATE api_keys SET revoked_index = ? WHERE name = ?", (index, key.name)
-            )
+        rows = self._usable()
+        with rows.translate("noting the revocation's ledger entry"):
+            rows.update(key.name, "revoked_index", index)
 
     def _log(self, key: ApiKey, event: str, at: float) -> int | None:
         if self._ledger is None:
@@ -285,31 +284,25 @@ class ApiKeyStore:
 
     def get(self, name: str) -> ApiKey:
         """The key named ``name``; NotFound when there is none."""
-        with self._lock, db.translate(self._path, "reading a key"):
-            return self._get_row(self._usable(), name)[0]
+        with self._lock:
+            rows = self._usable()
+            with rows.translate("reading a key"):
+                return self._decode(name, rows.by_name(name))[0]
 
     def list(self) -> list[ApiKey]:
         """Every key, revoked and expired ones too, oldest first."""
-        with self._lock, db.translate(self._path, "listing keys"):
-            rows = (
-                self._usable()
-                .execute(
-                    f"SELECT {db.COLUMNS} FROM api_keys ORDER BY created_at, name"  # noqa: S608
-                )
-                .fetchall()
-            )
-        return [db.to_key(row, self._path)[0] for row in rows]
+        with self._lock:
+            rows = self._usable()
+            with rows.translate("listing keys"):
+                found = rows.all()
+        return [db.to_key(row, rows.location)[0] for row in found]
 
-    def _get_row(self, conn: sqlite3.Connection, name: str) -> tuple[ApiKey, db.Row]:
-        row = conn.execute(
-            f"SELECT {db.COLUMNS} FROM api_keys WHERE name = ?",  # noqa: S608
-            (name,),
-        ).fetchone()
+    def _decode(self, name: str, row: Row | None) -> tuple[ApiKey, Row]:
         if row is None:
             raise NotFound(
                 f"no API key named {str(name)[:80]!r}; `clearance api-keys list` shows them"
             )
-        return db.to_key(row, self._path)[0], row
+        return db.to_key(row, self._rows.location)[0], row
 
     # --- authenticating ---------------------------------------------------------------
 
@@ -354,18 +347,13 @@ class ApiKeyStore:
         return found
 
     def _fetch(self, key_id: str) -> _Cached | None:
-        with self._lock, db.translate(self._path, "authenticating"):
-            row = (
-                self._usable()
-                .execute(
-                    f"SELECT {db.COLUMNS} FROM api_keys WHERE key_id = ?",  # noqa: S608
-                    (key_id,),
-                )
-                .fetchone()
-            )
+        with self._lock:
+            rows = self._usable()
+            with rows.translate("authenticating"):
+                row = rows.by_key_id(key_id)
         if row is None:
             return None
-        key, digest = db.to_key(row, self._path)
+        key, digest = db.to_key(row, rows.location)
         return _Cached(key, digest, time.monotonic())
 
     def _touch(self, cached: _Cached, now: float) -> ApiKey:
@@ -376,16 +364,11 @@ class ApiKeyStore:
             return key
         self._touched[key.key_id] = now
         try:
-            with self._lock, db.translate(self._path, "recording last use"):
-                conn = self._usable()
-                # On the request path: wait briefly for another writer, then give up.
-                conn.execute(f"PRAGMA busy_timeout = {TOUCH_WAIT_MS}")
-                try:
-                    conn.execute(
-                        "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (now, key.key_id)
-                    )
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {int(db.BUSY_TIMEOUT * 1000)}")
+            with self._lock:
+                rows = self._usable()
+                with rows.translate("recording last use"):
+                    # On the request path: wait briefly for another writer, then give up.
+                    rows.touch(key.key_id, now, TOUCH_WAIT_MS / 1000)
         except LedgerError as exc:
             log.warning("last use of API key %r not recorded: %s", key.name, exc)
             return key
@@ -396,18 +379,18 @@ class ApiKeyStore:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def _usable(self) -> sqlite3.Connection:
+    def _usable(self) -> KeyRows:
         if self._closed:
-            raise LedgerError(f"API key store {self._path} is closed")
-        return self._conn
+            raise LedgerError(f"API key store {self._rows.location} is closed")
+        return self._rows
 
     def close(self) -> None:
-        """Close the file; later calls raise LedgerError. Idempotent."""
+        """Close the store; later calls raise LedgerError. Idempotent."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._cache.clear()
-                self._conn.close()
+                self._rows.close()
 
     def __enter__(self) -> ApiKeyStore:
         return self

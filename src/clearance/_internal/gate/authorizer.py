@@ -154,7 +154,7 @@ class Authorizer:
         ledger = self._ledger
         # Serialized per trace from reading the facts to appending the decision, so the
         # facts of every decision include every decision of its trace committed before it.
-        with self._states.lock(trace_id):
+        with self._states.lock(trace_id, fresh=binding.fresh):
             generation = ledger.generation
             state = self._binder.state(binding, generation)
             facts = for_request(state, binding.depth)

@@ -23,6 +23,13 @@ trace's value fingerprints takes the same lock and updates the cached state's
 keyed by the ledger store and checked against the store's ``generation``, which
 changes whenever the store reloaded its tree from the file (another writer), so a
 cached state is only used while this process has seen every append.
+
+A *shared* store (``store.shared``: other processes append to the same log, as on
+PostgreSQL) changes that: no trace state is cached, every decision reads the trace's
+newest entries from the store, and the per-trace lock is also taken in the store
+(``store.trace_lock(trace_id)``, a lock every process on the log honours) from reading
+the facts to the decision's commit. So two gateways deciding in one trace see each
+other's decisions exactly as two threads of one gate do: a cap cannot be spent twice.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -143,21 +150,54 @@ CAPACITY: Final[int] = 8192
 """Traces whose state is cached per ledger store (least recently used are evicted)."""
 
 
-class TraceStates:
-    """Per-ledger-store trace locks and cached trace states (see the module docstring)."""
+StoreLock = Callable[[str], AbstractContextManager[object]]
+"""A shared store's per-trace lock across processes: ``store.trace_lock(trace_id)``."""
 
-    def __init__(self, capacity: int = CAPACITY, stripes: int = STRIPES) -> None:
+
+class TraceStates:
+    """Per-ledger-store trace locks and cached trace states (see the module docstring).
+
+    ``store_lock`` (a shared store's ``trace_lock``) is taken inside the in-process
+    lock; with it, nothing is cached.
+    """
+
+    def __init__(
+        self,
+        capacity: int = CAPACITY,
+        stripes: int = STRIPES,
+        *,
+        store_lock: StoreLock | None = None,
+    ) -> None:
         self._locks = tuple(threading.Lock() for _ in range(stripes))
         self._capacity = capacity
         self._states: OrderedDict[str, tuple[int, Mapping[str, Any]]] = OrderedDict()
         self._guard = threading.Lock()
+        self._store_lock = store_lock
 
-    def lock(self, trace_id: str) -> threading.Lock:
-        """The lock that serializes decisions in ``trace_id``."""
-        return self._locks[hash(trace_id) % len(self._locks)]
+    @property
+    def caching(self) -> bool:
+        """Whether trace states are cached (not for a shared store)."""
+        return self._store_lock is None
+
+    @contextmanager
+    def lock(self, trace_id: str, *, fresh: bool = False) -> Iterator[None]:
+        """Hold the lock that serializes decisions in ``trace_id`` (in this process and,
+        for a shared store, in every process on the log).
+
+        ``fresh``: this gate minted ``trace_id`` for this very decision (a call made with
+        no trace open), so no other process can name it yet and the store lock is
+        skipped: one round trip less for every untraced call."""
+        with self._locks[hash(trace_id) % len(self._locks)]:
+            if self._store_lock is None or fresh:
+                yield
+            else:
+                with self._store_lock(trace_id):
+                    yield
 
     def get(self, trace_id: str, generation: int) -> Mapping[str, Any] | None:
         """The cached state of ``trace_id`` if it was cached at store ``generation``."""
+        if self._store_lock is not None:
+            return None
         with self._guard:
             found = self._states.get(trace_id)
             if found is None or found[0] != generation:
@@ -167,6 +207,8 @@ class TraceStates:
 
     def put(self, trace_id: str, generation: int, state: Mapping[str, Any]) -> None:
         """Cache ``state`` as the state of ``trace_id`` at store ``generation``."""
+        if self._store_lock is not None:
+            return
         with self._guard:
             self._states[trace_id] = (generation, state)
             self._states.move_to_end(trace_id)
@@ -188,5 +230,9 @@ def states_for(store: object) -> TraceStates:
     with _REGISTRY_GUARD:
         found = _REGISTRY.get(store)
         if found is None:
-            found = _REGISTRY[store] = TraceStates()
+            shared = bool(getattr(store, "shared", False))
+            store_lock: StoreLock | None = getattr(store, "trace_lock", None) if shared else None
+            if shared and store_lock is None:
+                raise TypeError(f"{type(store).__name__} is shared but has no trace_lock")
+            found = _REGISTRY[store] = TraceStates(store_lock=store_lock)
         return found

@@ -72,6 +72,10 @@ Schema: ``consumed_jti(jti TEXT PRIMARY KEY, exp REAL, seen_at REAL NULL,
 verifier TEXT DEFAULT '')``, indexed on ``exp``; ``PRAGMA user_version`` is
 :data:`SCHEMA_VERSION`. :data:`_MIGRATIONS` is its whole history, applied in one
 transaction by the first opener; a store of a newer version is refused.
+
+The purge rule's arithmetic is :mod:`clearance._internal.grants.replay_purge`, shared
+with :class:`~clearance._internal.grants.jti_store_pg.PostgresReplayGuard`, which keeps
+these invariants on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -85,6 +89,12 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from clearance._internal.grants.replay_purge import (
+    NEWEST_BY_OTHERS_SQL,
+    VerifierEvidence,
+    check_limits,
+    purge_cutoff,
+)
 from clearance._internal.limits import DURABILITIES, MAX_LEEWAY, Durability
 from clearance.errors import InvalidGrant, LedgerError
 
@@ -123,10 +133,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final[int] = len(_MIGRATIONS)
 """The replay store's ``PRAGMA user_version`` once this module has opened it."""
 
-_NEWEST_BY_OTHERS: Final = (
-    "SELECT verifier, max(coalesce(seen_at, exp)) FROM consumed_jti"
-    " WHERE verifier <> ? GROUP BY verifier"
-)
+_NEWEST_BY_OTHERS: Final = NEWEST_BY_OTHERS_SQL.format(param="?")
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -199,8 +206,7 @@ class SQLiteReplayGuard:
         self._last_purge = -math.inf
         self._monotonic = monotonic
         self._verifier = verifier
-        self._evidence: dict[str, tuple[float, float]] = {}
-        """Other verifier id -> (lower bound of its clock, monotonic instant of that bound)."""
+        self._evidence = VerifierEvidence()
 
     @classmethod
     def open(
@@ -224,15 +230,7 @@ class SQLiteReplayGuard:
         """
         if durability not in DURABILITIES:
             raise ValueError(f"durability must be 'durable' or 'relaxed', got {durability!r}")
-        if (
-            not (0 <= leeway < math.inf)
-            or purge_every < 1
-            or not purge_interval >= 0
-            or not max_skew >= 0
-        ):
-            raise ValueError(
-                "leeway, purge_interval and max_skew must be >= 0 and purge_every >= 1"
-            )
+        check_limits(leeway, purge_every, purge_interval, max_skew)
         synchronous = "FULL" if durability == "durable" else "NORMAL"
         try:
             db = sqlite3.connect(
@@ -305,8 +303,8 @@ class SQLiteReplayGuard:
         db.execute("BEGIN IMMEDIATE")
         try:
             newest = db.execute(_NEWEST_BY_OTHERS, (self._verifier,)).fetchall()
-            evidence = self._observe(newest, self._monotonic())
-            cutoff = min(now, max(evidence, now - self._max_skew)) - self._leeway
+            evidence = self._evidence.observe(newest, self._monotonic())
+            cutoff = purge_cutoff(now, evidence, max_skew=self._max_skew, leeway=self._leeway)
             deleted = db.execute("DELETE FROM consumed_jti WHERE exp < ?", (cutoff,)).rowcount
             db.execute("COMMIT")
         except BaseException:
@@ -317,25 +315,6 @@ class SQLiteReplayGuard:
         self._since_purge = 0
         self._last_purge = now
         return deleted
-
-    def _observe(self, newest: list[tuple[str, float]], instant: float) -> float:
-        """Fold the newest ``seen_at`` per other verifier into the evidence; return ``E``.
-
-        A verifier's bound is the larger of what it wrote and its previous bound
-        advanced by the monotonic time since: re-reading an unchanged ``seen_at``
-        must not restart its clock, or a verifier that stopped writing would hold
-        purges back forever. Verifiers without rows are forgotten (they hold
-        nothing back), which also bounds the memory by the verifiers in the store.
-        """
-        evidence: dict[str, tuple[float, float]] = {}
-        for verifier, seen_at in newest:
-            bound = float(seen_at)
-            previous = self._evidence.get(verifier)
-            if previous is not None:
-                bound = max(bound, previous[0] + (instant - previous[1]))
-            evidence[verifier] = (bound, instant)
-        self._evidence = evidence
-        return min((bound for bound, _ in evidence.values()), default=math.inf)
 
     def __len__(self) -> int:
         """The number of remembered ``jti`` values (expired rows included until purged)."""

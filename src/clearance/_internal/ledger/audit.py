@@ -1,6 +1,8 @@
-"""Full audit of a SQLite ledger file, and consistency with a checkpoint saved earlier.
+"""Full audit of a ledger (a SQLite file or a PostgreSQL database), and consistency with a
+checkpoint saved earlier.
 
-:func:`verify` trusts nothing stored. In one pass over a read snapshot it
+:func:`verify` trusts nothing stored. In one pass over a read snapshot (an
+:class:`AuditSource`) it
 
 1. checks that entry indices run ``0, 1, 2, ...`` without a gap;
 2. checks that each leaf is the RFC 8785 canonical JSON of an object with
@@ -44,25 +46,25 @@ from __future__ import annotations
 import hashlib
 import itertools
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from clearance._internal.ledger import merkle
 from clearance._internal.ledger.anchor import CheckpointAnchor, stale_problem
 from clearance._internal.ledger.checkpoint import NoteVerifier, parse_checkpoint
+from clearance._internal.ledger.layout import HASH, column_problem, stored_type
 from clearance._internal.ledger.leaves import leaf_problem
 from clearance._internal.ledger.sqlite import SQLiteLedger
-from clearance._internal.ledger.sqlite_db import (
-    HASH,
-    connect,
-    read_meta,
-    sqlite_type,
-    translate,
-)
+from clearance._internal.ledger.sqlite_db import connect, read_meta, translate
 from clearance._internal.ledger.sqlite_reader import range_hashes
-from clearance._internal.ledger.sqlite_rows import column_problem
 from clearance._internal.ledger.store import Checkpoint
+from clearance._internal.postgres import is_postgres_url
 from clearance.errors import InputError, LedgerError, ProofError, TamperError
+
+if TYPE_CHECKING:
+    from clearance._internal.ledger.postgres import PostgresLedger
 
 _MAX_PROBLEMS = 50
 
@@ -116,8 +118,64 @@ class _Findings:
             self.best = key
 
 
+class AuditSource(Protocol):
+    """One read snapshot of a stored log, as the audit reads it (SQLite or PostgreSQL)."""
+
+    @property
+    def where(self) -> str:
+        """The log's location for messages (a path, or a URL without its password)."""
+        ...
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table (empty when the database holds no ledger)."""
+        ...
+
+    def all_checkpoint_rows(self) -> list[tuple[object, object, object]]:
+        """Every ``(size, root, note)`` checkpoint row, by size."""
+        ...
+
+    def rows(self) -> Iterable[tuple[object, ...]]:
+        """Every ``(idx, hashes, type, ref, trace_id, leaf)`` entry row, by index, streamed."""
+        ...
+
+    def range_hashes(self, ranges: Sequence[merkle.LeafRange]) -> list[bytes]:
+        """The stored hashes of leaf ranges (one query); TamperError when a node is missing."""
+        ...
+
+    def leaf(self, index: int) -> object | None:
+        """The stored leaf of entry ``index`` (None when there is no such row)."""
+        ...
+
+
+class _SQLiteSource:
+    """:class:`AuditSource` over a read transaction of a SQLite file."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.where = str(path)
+
+    def meta(self) -> dict[str, str]:
+        return read_meta(self._conn)
+
+    def all_checkpoint_rows(self) -> list[tuple[object, object, object]]:
+        rows = self._conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size")
+        return [(size, root, note) for size, root, note in rows]
+
+    def rows(self) -> Iterable[tuple[object, ...]]:
+        return self._conn.execute(
+            "SELECT idx, hashes, type, ref, trace_id, leaf FROM entries ORDER BY idx"
+        )
+
+    def range_hashes(self, ranges: Sequence[merkle.LeafRange]) -> list[bytes]:
+        return range_hashes(self._conn, ranges)
+
+    def leaf(self, index: int) -> object | None:
+        row = self._conn.execute("SELECT leaf FROM entries WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else row[0]
+
+
 def verify(
-    source: SQLiteLedger | Path | str,
+    source: SQLiteLedger | PostgresLedger | Path | str,
     *,
     vkey: str | None = None,
     origin: str | None = None,
@@ -125,11 +183,12 @@ def verify(
     grace: float | None = None,
     now: float | None = None,
 ) -> AuditReport:
-    """Audit a whole SQLite ledger (see the module docstring); never raises on tampering.
+    """Audit a whole ledger (see the module docstring); never raises on tampering.
 
-    ``source`` is an open store (its key and origin are then trusted) or a path.
-    For a path, pass the log's trusted ``vkey``; without one the key recorded in the
-    file is used and the report says so. ``anchor`` adds the anchor and witness
+    ``source`` is an open store (its key and origin are then trusted), the path of a
+    SQLite file, or a ``postgresql://`` URL (read in one REPEATABLE READ snapshot). For a
+    path or URL, pass the log's trusted ``vkey``; without one the key recorded in the
+    database is used and the report says so. ``anchor`` adds the anchor and witness
     checks; ``grace`` (seconds) with ``now`` (POSIX time) the grace rule. Raises
     LedgerError when the file cannot be read and InputError for a malformed ``vkey``
     or a grace without a time.
@@ -138,28 +197,37 @@ def verify(
         raise InputError("a grace period must be positive and needs the current time")
     if isinstance(source, SQLiteLedger):
         path, vkey, origin = source.path, vkey or source.vkey, origin or source.origin
-    else:
+    elif isinstance(source, Path) or (isinstance(source, str) and not is_postgres_url(source)):
         path = Path(source)
+    else:
+        from clearance._internal.ledger.postgres_db import snapshot
+
+        if isinstance(source, str):
+            url = source
+        else:
+            url, vkey, origin = source.url, vkey or source.vkey, origin or source.origin
+        with snapshot(url, "auditing the ledger") as pg:
+            return _audit(pg, vkey, origin, anchor, (grace, now))
     if not path.exists():
         raise LedgerError(f"no ledger at {path}")
     with translate(path, "auditing the ledger"):
         conn = connect(path, read_only=True)
         try:
             conn.execute("BEGIN")  # one snapshot for the whole pass (WAL readers don't block)
-            return _audit(conn, path, vkey, origin, anchor, (grace, now))
+            return _audit(_SQLiteSource(conn, path), vkey, origin, anchor, (grace, now))
         finally:
             conn.close()
 
 
 def _audit(
-    conn: sqlite3.Connection,
-    path: Path,
+    source: AuditSource,
     vkey: str | None,
     origin: str | None,
     anchor: CheckpointAnchor | None,
     grace: tuple[float | None, float | None],
 ) -> AuditReport:
-    meta = read_meta(conn)
+    path = source.where
+    meta = source.meta()
     if not meta:
         raise LedgerError(f"{path} is not a clearance ledger (it has no meta table)")
     found = _Findings()
@@ -172,13 +240,13 @@ def _audit(
     except ProofError as exc:
         raise InputError(f"cannot audit {path}: bad verifier key ({exc})") from exc
 
-    rows = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
+    rows = source.all_checkpoint_rows()
     signed: list[Checkpoint] = []
     for size, root, note in rows:
         if not isinstance(root, bytes) or not isinstance(note, str):
             found.add(
-                f"checkpoint row at size {size} stores a {sqlite_type(root)} root and a "
-                f"{sqlite_type(note)} note, not a BLOB and TEXT",
+                f"checkpoint row at size {size} stores a {stored_type(root)} root and a "
+                f"{stored_type(note)} note, not a BLOB and TEXT",
                 None,
             )
             continue
@@ -194,7 +262,7 @@ def _audit(
 
     anchored = _read_anchors(anchor, verifier, origin, bool(rows), found)
     roots = [(cp, "the signed root") for cp in signed] + anchored
-    size = _Walker(conn, sorted(roots, key=lambda pair: pair[0].size), found).run()
+    size = _Walker(source, sorted(roots, key=lambda pair: pair[0].size), found).run()
     for cp in signed:
         if cp.size > size:
             found.add(
@@ -203,11 +271,11 @@ def _audit(
                 size,
             )
     _check_anchored(anchored, {cp.size: cp.root for cp in signed}, size, found)
-    _check_chain(conn, [cp for cp in signed if cp.size <= size], found)
+    _check_chain(source, [cp for cp in signed if cp.size <= size], found)
     grace_seconds, now = grace
     if grace_seconds is not None and now is not None:
         covered = max((cp.size for cp in signed if cp.size <= size), default=0)
-        _check_grace(conn, covered, size, now, grace_seconds, found)
+        _check_grace(source, covered, size, now, grace_seconds, found)
 
     if found.count == 0:
         message = f"ledger verified: {size} entries, {len(signed)} checkpoints"
@@ -270,12 +338,12 @@ def _check_anchored(
 
 
 def _check_grace(
-    conn: sqlite3.Connection, covered: int, size: int, now: float, grace: float, found: _Findings
+    source: AuditSource, covered: int, size: int, now: float, grace: float, found: _Findings
 ) -> None:
     """Entries from ``covered`` on have no signed checkpoint: the first must be recent."""
     if size <= covered:
         return
-    (leaf,) = conn.execute("SELECT leaf FROM entries WHERE idx = ?", (covered,)).fetchone()
+    leaf = source.leaf(covered)
     value, _ = leaf_problem(leaf) if isinstance(leaf, bytes) else (None, None)
     if not isinstance(value, dict):
         return  # already reported by the walk
@@ -287,11 +355,9 @@ def _check_grace(
 class _Walker:
     """One streaming pass over the entries, keeping two right edges of the tree."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, roots: list[tuple[Checkpoint, str]], found: _Findings
-    ):
-        """Walk ``conn``'s entries, comparing recomputed roots with ``roots`` (size order)."""
-        self._conn = conn
+    def __init__(self, source: AuditSource, roots: list[tuple[Checkpoint, str]], found: _Findings):
+        """Walk ``source``'s entries, comparing recomputed roots with ``roots`` (size order)."""
+        self._source = source
         self._found = found
         # The right edge: (level, hash recomputed from leaf bytes, hash stored in the file).
         self._edge: list[tuple[int, bytes, bytes]] = []
@@ -303,10 +369,7 @@ class _Walker:
     def run(self) -> int:
         """Walk the whole log; returns the number of leaf positions seen."""
         found = self._found
-        rows = self._conn.execute(
-            "SELECT idx, hashes, type, ref, trace_id, leaf FROM entries ORDER BY idx"
-        )
-        for idx, hashes, kind, ref, trace_id, raw in rows:
+        for idx, hashes, kind, ref, trace_id, raw in self._source.rows():
             position = self.position
             if idx != position:  # the rows from `position` to idx - 1 were removed
                 found.add(f"entry {position} is missing (the next stored entry is {idx})", position)
@@ -327,7 +390,7 @@ class _Walker:
         if isinstance(value, bytes):
             return value
         self._found.add(
-            f"entry {position} stores its {column} as {sqlite_type(value)}, not a BLOB", position
+            f"entry {position} stores its {column} as {stored_type(value)}, not a BLOB", position
         )
         return str(value).encode("utf-8", "surrogatepass") if value is not None else b""
 
@@ -382,13 +445,13 @@ class _Walker:
         )
 
 
-def _check_chain(conn: sqlite3.Connection, signed: list[Checkpoint], found: _Findings) -> None:
+def _check_chain(source: AuditSource, signed: list[Checkpoint], found: _Findings) -> None:
     """RFC 9162 §2.1.4: each checkpoint must be consistent with the one before it."""
     for old, new in itertools.pairwise(signed):
         if old.size == 0:
             continue
         try:
-            proof = range_hashes(conn, merkle.consistency_ranges(old.size, new.size))
+            proof = source.range_hashes(merkle.consistency_ranges(old.size, new.size))
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
         except TamperError as exc:
             found.add(str(exc), exc.index)

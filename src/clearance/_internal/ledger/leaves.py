@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from clearance._internal.canonical import canonical_json, encode_fast_path
-from clearance._internal.ledger.sqlite_db import entry_problem
+from clearance._internal.ledger.layout import entry_problem
 from clearance.errors import Error, InputError
 
 # Leaf check. ``canonical_json(json.loads(leaf)) == leaf`` is the definition, but

@@ -76,16 +76,13 @@ from typing import Any
 from clearance._internal.ledger.anchor import AnchorKeeper, CheckpointAnchor
 from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.groupcommit import GroupCommit
+from clearance._internal.ledger.layout import Prepared, Tree, extend, prepare
 from clearance._internal.ledger.sqlite_checkpoints import Checkpoints
 from clearance._internal.ledger.sqlite_db import (
     MAX_ROWS_PER_INSERT,
-    Prepared,
-    Tree,
-    extend,
     insert_entries,
     load_tree,
     open_writer,
-    prepare,
     translate,
 )
 from clearance._internal.ledger.sqlite_reader import LedgerReader
@@ -110,6 +107,9 @@ class SQLiteLedger:
     """A :class:`~clearance._internal.ledger.store.LedgerStore` in one SQLite file.
 
     Use :meth:`open`."""
+
+    shared = False
+    """One process appends to the file at a time (another writer is adopted, rarely)."""
 
     def __init__(
         self,

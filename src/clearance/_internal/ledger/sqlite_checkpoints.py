@@ -13,31 +13,28 @@ Invariants (C2SP tlog-checkpoint, RFC 9162 §2.1.4):
 * The very first checkpoint of a log is anchored at once; later ones are anchored off
   the append path (:class:`~clearance._internal.ledger.anchor.AnchorKeeper`).
 * A checkpoint that could not be signed is retried later (the entries are committed);
-  the failure is logged on the ``clearance.ledger`` logger at ERROR once per distinct
-  problem, and the first success after it at INFO. A failure to anchor is logged by
-  the anchor keeper on the same logger at WARNING.
+  failures and the anchor are kept by :class:`~.checkpoint_book.CheckpointBook`, which
+  logs them on the ``clearance.ledger`` logger.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from pathlib import Path
 
-from clearance._internal.ledger.anchor import AnchorKeeper
 from clearance._internal.ledger.checkpoint import NoteSigner, sign_checkpoint
-from clearance._internal.ledger.sqlite_db import Tree, translate
+from clearance._internal.ledger.checkpoint_book import CheckpointBook
+from clearance._internal.ledger.layout import Tree
+from clearance._internal.ledger.sqlite_db import translate
 from clearance._internal.ledger.sqlite_trust import check_extends
 from clearance._internal.ledger.store import Checkpoint
-from clearance.errors import Error, LedgerError, TamperError
-
-log = logging.getLogger("clearance.ledger")
+from clearance.errors import Error, LedgerError
 
 _INSERT_CHECKPOINT = "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)"
 
 
-class Checkpoints:
+class Checkpoints(CheckpointBook):
     """The signed checkpoints of one open store (see the module invariants)."""
 
     def __init__(
@@ -50,21 +47,11 @@ class Checkpoints:
         interval: float,
     ) -> None:
         """Sign for the store writing through ``conn``; at most one per ``interval`` under load."""
+        super().__init__(str(path), interval=interval)
         self._conn = conn
         self._path = path
         self._signer = signer
         self._origin = origin
-        self._interval = interval
-        self._last_signed = float("-inf")
-        self._failure: str | None = None  # the last failure logged, so as not to repeat it
-        self.latest: Checkpoint | None = None
-        """The newest signed checkpoint (proven when the store opened, or signed since)."""
-        self.keeper: AnchorKeeper | None = None
-        """The anchor's keeper, once the store checked the anchor at open."""
-
-    def due(self) -> bool:
-        """True when the newest checkpoint is at least one interval old (monotonic clock)."""
-        return time.monotonic() - self._last_signed >= self._interval
 
     def sign(self, tree: Tree) -> Checkpoint | None:
         """Sign and store a checkpoint for ``tree`` after proving it extends the newest one.
@@ -91,44 +78,10 @@ class Checkpoints:
             try:
                 self._conn.execute(_INSERT_CHECKPOINT, (cp.size, cp.root, cp.note))
             except sqlite3.IntegrityError:
-                self._same_as_stored(cp)  # another process signed this very tree first
-        self.latest, self._last_signed = cp, now
-        if self._failure is not None:
-            log.info("checkpoint %d of %s signed: signing works again", cp.size, self._path)
-            self._failure = None
-        if self.keeper is not None:
-            self.keeper.first(cp)  # a log's first checkpoint is anchored at once
+                # Another process signed this very tree first (CheckpointBook.check_same).
+                row = self._conn.execute(
+                    "SELECT note FROM checkpoints WHERE size = ?", (cp.size,)
+                ).fetchone()
+                self.check_same(cp, None if row is None else row[0])
+        self.signed(cp, now)
         return cp
-
-    def _same_as_stored(self, cp: Checkpoint) -> None:
-        """Accept ``cp`` when the checkpoint stored at its size is the very same note.
-
-        Two processes of one log (a CLI appending beside a server) may both sign the tree
-        of the same size. The log key and the tree are the same and Ed25519 signatures
-        are deterministic (RFC 8032), so the notes are byte for byte equal and nothing
-        needs storing. A different note at that size is a fork that C2SP tlog-checkpoint
-        forbids: TamperError.
-        """
-        row = self._conn.execute("SELECT note FROM checkpoints WHERE size = ?", (cp.size,))
-        stored = row.fetchone()
-        if stored is None or stored[0] != cp.note:
-            raise TamperError(
-                f"ledger at {self._path} already holds a different checkpoint of size "
-                f"{cp.size}: two checkpoints of one size that disagree are a fork"
-            )
-
-    def failed(self, exc: Error, size: int) -> None:
-        """Log that no checkpoint covers ``size`` entries because of ``exc`` (once per cause)."""
-        if str(exc) != self._failure:
-            self._failure = str(exc)
-            log.error("no checkpoint signed for %d entries of %s: %s", size, self._path, exc)
-
-    def anchor_quietly(self) -> None:
-        """Bring the anchor up to the newest checkpoint; a failure is logged, retried later."""
-        if self.keeper is not None and self.latest is not None:
-            self.keeper.advance_quietly(self.latest)  # a no-op unless the keeper is behind
-
-    def anchor(self) -> None:
-        """Bring the anchor up to the newest checkpoint now; raises what the anchor raises."""
-        if self.keeper is not None and self.latest is not None:
-            self.keeper.advance(self.latest)

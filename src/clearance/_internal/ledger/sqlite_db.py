@@ -1,5 +1,5 @@
-"""The SQLite ledger's on-disk layout: schema, row building, and the low-level reads
-the store and the auditor share.
+"""The SQLite ledger's on-disk schema and the low-level reads the store and the auditor
+share (rows are laid out by :mod:`clearance._internal.ledger.layout`, as in every store).
 
 Tables (schema version 1):
 
@@ -13,8 +13,9 @@ Tables (schema version 1):
 * ``checkpoints(size, root, note)`` — every signed C2SP tlog-checkpoint, by tree size.
 
 ``type``, ``ref`` and ``trace_id`` are *derived* columns: a function of the leaf
-(:func:`derived_columns`) that no hash covers. They exist only to find rows, so
-nothing may trust them: :func:`first_bad_row` recomputes all of them from the leaves
+(:func:`~clearance._internal.ledger.layout.derived_columns`) that no hash covers. They
+exist only to find rows, so nothing may trust them:
+:func:`~clearance._internal.ledger.sqlite_rows.first_bad_row` recomputes all of them from the leaves
 (one SQL pass) when a store opens, the auditor does the same, and readers check that
 every row a lookup returns really has the looked-up values.
 
@@ -41,25 +42,20 @@ the signed checkpoints are what detect that, see :mod:`clearance._internal.ledge
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from clearance._internal.canonical import canonical_json
-from clearance._internal.ledger import merkle
-from clearance._internal.ledger.merkle import perfect_subtrees
-from clearance._internal.ledger.store import ENTRY_TYPES, index_ref
-from clearance.errors import InputError, LedgerError, TamperError
+from clearance._internal.ledger.layout import frontier, node_rows, nodes_in
+from clearance.errors import LedgerError
 
 SCHEMA_VERSION = "1"
 
 _APPEND_ONLY = ("entries", "checkpoints", "meta")
-HASH = 32
 
 TRACE_TYPE_INDEX = """CREATE INDEX IF NOT EXISTS entries_by_trace_type
     ON entries (trace_id, type) WHERE trace_id IS NOT NULL"""
@@ -204,26 +200,6 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
 
-def entry_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be a ledger entry (docs/design.md §5: type, v, at), or None."""
-    if not isinstance(value, Mapping):
-        return f"a ledger entry must be a JSON object, not {type(value).__name__}"
-    kind = value.get("type")
-    if kind not in ENTRY_TYPES:
-        return f"entry type {kind!r} is not one of {', '.join(ENTRY_TYPES)}"
-    missing = [key for key in ("v", "at") if key not in value]
-    if missing:
-        return f"{kind} entry lacks {' and '.join(repr(k) for k in missing)}"
-    return None
-
-
-def sqlite_type(value: object) -> str:
-    """The SQLite storage class of a value read from a row, for messages."""
-    if value is None:
-        return "NULL"
-    return {bytes: "BLOB", str: "TEXT", int: "INTEGER", float: "REAL"}.get(type(value), "?")
-
-
 ENTRY_COLUMNS = 6
 """Values per row of :data:`entries`, in :func:`insert_entries` order."""
 
@@ -249,11 +225,6 @@ def insert_entries(conn: sqlite3.Connection, flat: list[Any], start: int, rows: 
     conn.execute(sql, flat[first : first + rows * ENTRY_COLUMNS])
 
 
-def node_row(level: int, idx: int) -> int:
-    """The entry row that stores node ``(level, idx)``: the last leaf of its subtree."""
-    return ((idx + 1) << level) - 1
-
-
 _FETCH_SQL: dict[int, str] = {}
 
 
@@ -262,9 +233,9 @@ def fetch_nodes(
 ) -> dict[tuple[int, int], bytes]:
     """Fetch the stored hashes of ``keys`` (``(level, idx)`` pairs) with one query.
 
-    Keys whose row is missing or too short are left out of the result.
+    Keys whose row is missing or too short are left out of the result (:func:`nodes_in`).
     """
-    rows = list({node_row(level, idx) for level, idx in keys})
+    rows = node_rows(keys)
     if not rows:
         return {}
     sql = _FETCH_SQL.get(len(rows))
@@ -272,107 +243,7 @@ def fetch_nodes(
         marks = ",".join("?" * len(rows))
         sql = f"SELECT idx, hashes FROM entries WHERE idx IN ({marks})"  # noqa: S608
         _FETCH_SQL[len(rows)] = sql
-    blobs: dict[int, bytes] = {}
-    for idx, blob in conn.execute(sql, rows):
-        if not isinstance(blob, bytes):  # only an edit outside clearance stores another type
-            raise TamperError(
-                f"entry {idx} stores its hashes as {sqlite_type(blob)}, not a BLOB", index=idx
-            )
-        blobs[int(idx)] = blob
-    found: dict[tuple[int, int], bytes] = {}
-    for level, idx in keys:
-        blob = blobs.get(node_row(level, idx))
-        if blob is not None and len(blob) >= HASH * (level + 1):
-            found[(level, idx)] = blob[HASH * level : HASH * (level + 1)]
-    return found
-
-
-def require_nodes(
-    found: Mapping[tuple[int, int], bytes], keys: Sequence[tuple[int, int]]
-) -> list[bytes]:
-    """The hashes of ``keys`` in order; TamperError naming the first missing one."""
-    out: list[bytes] = []
-    for level, idx in keys:
-        value = found.get((level, idx))
-        if value is None:
-            raise TamperError(
-                f"stored tree node (level {level}, index {idx}) is missing",
-                index=idx << level,
-            )
-        out.append(value)
-    return out
-
-
-Row = tuple[bytes, str, str | None, str | None]
-"""``(leaf, type, ref, trace_id)`` of one prepared entry."""
-
-Prepared = tuple[list[Row], list[bytes], bool]
-"""The rows of one ``append_many`` call, their leaf hashes and whether it waits for fsync."""
-
-
-class Tree:
-    """The committed tree: size and right-edge ``(level, hash)`` subtrees; root on demand."""
-
-    __slots__ = ("_root", "frontier", "size")
-
-    def __init__(self, size: int, frontier: Sequence[tuple[int, bytes]]) -> None:
-        self.size = size
-        self.frontier = tuple(frontier)
-        self._root: bytes | None = None
-
-    @property
-    def root(self) -> bytes:
-        """RFC 9162 MTH of the tree, folded from the frontier (log n hashes, cached)."""
-        if self._root is None:
-            self._root = merkle.fold_range(self.frontier) if self.frontier else merkle.EMPTY_ROOT
-        return self._root
-
-
-def prepare(entries: Sequence[Mapping[str, Any]], sync: bool = True) -> Prepared:
-    """Canonicalise and hash entries (on the caller's thread); InputError for malformed ones.
-
-    ``sync`` False lets the commit skip its fsync (see :meth:`SQLiteLedger.append`).
-    """
-    rows: list[Row] = []
-    hashes: list[bytes] = []
-    sha256 = hashlib.sha256
-    for entry in entries:
-        problem = entry_problem(entry)
-        if problem is not None:
-            raise InputError(problem)
-        value = entry if type(entry) is dict else dict(entry)
-        leaf = canonical_json(value)
-        trace_id = value.get("trace_id")
-        trace = trace_id if type(trace_id) is str else None
-        rows.append((leaf, value["type"], index_ref(value), trace))
-        hashes.append(sha256(b"\x00" + leaf).digest())
-    return rows, hashes, sync
-
-
-def extend(tree: Tree, batch: Sequence[Prepared]) -> tuple[Tree, list[Any], list[int]]:
-    """Lay out ``batch`` after ``tree``: the grown tree, the flat row values and each start.
-
-    Row values are ``(idx, hashes, type, ref, trace_id, leaf)`` for
-    :func:`insert_entries`; ``hashes`` is the leaf hash followed by every subtree the
-    leaf completes, computed from the in-memory right edge (no reads).
-    """
-    stack = list(tree.frontier)
-    flat: list[Any] = []
-    starts: list[int] = []
-    sha256 = hashlib.sha256
-    idx = tree.size
-    for rows, hashes, _sync in batch:
-        starts.append(idx)
-        for (leaf, kind, ref, trace_id), digest in zip(rows, hashes, strict=True):
-            level, node, stored = 0, digest, digest
-            while stack and stack[-1][0] == level:  # leaf idx completes this subtree
-                node = sha256(b"\x01" + stack.pop()[1] + node).digest()
-                stored += node
-                level += 1
-            stack.append((level, node))
-            flat += (idx, stored, kind, ref, trace_id, leaf)
-            idx += 1
-    return Tree(idx, stack), flat, starts
+    return nodes_in({int(idx): blob for idx, blob in conn.execute(sql, rows)}, keys)
 
 
 def load_tree(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]]:
@@ -383,11 +254,7 @@ def load_tree(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]]:
     """
     (last,) = conn.execute("SELECT max(idx) FROM entries").fetchone()
     size = 0 if last is None else int(last) + 1
-    if size == 0:
-        return 0, []
-    keys = perfect_subtrees(0, size)
-    hashes = require_nodes(fetch_nodes(conn, keys), keys)
-    return size, [(level, h) for (level, _), h in zip(keys, hashes, strict=True)]
+    return size, frontier(lambda keys: fetch_nodes(conn, keys), size)
 
 
 def initialise(conn: sqlite3.Connection, path: Path, origin: str, vkey: str) -> None:

@@ -24,15 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-from clearance._internal.ledger import merkle
-from clearance._internal.ledger.sqlite_db import (
-    connect,
-    fetch_nodes,
-    require_nodes,
-    sqlite_type,
-    translate,
-)
-from clearance._internal.ledger.sqlite_rows import parse_stored_leaf
+from clearance._internal.ledger import layout, merkle
+from clearance._internal.ledger.layout import mislabelled, stored_entry, stored_type
+from clearance._internal.ledger.sqlite_db import connect, fetch_nodes, translate
 from clearance._internal.ledger.store import Checkpoint, StoredEntry, index_ref
 from clearance.errors import LedgerError, TamperError
 
@@ -42,29 +36,7 @@ _CHUNK = 512
 
 def range_hashes(conn: sqlite3.Connection, ranges: Sequence[merkle.LeafRange]) -> list[bytes]:
     """The hashes of leaf ranges, from one query over their perfect subtrees."""
-    parts = [merkle.perfect_subtrees(start, end) for start, end in ranges]
-    keys = list(dict.fromkeys(key for part in parts for key in part))
-    found = fetch_nodes(conn, keys)
-    out: list[bytes] = []
-    for part in parts:
-        hashes = require_nodes(found, part)
-        out.append(merkle.fold_range([(lv, h) for (lv, _), h in zip(part, hashes, strict=True)]))
-    return out
-
-
-def stored_entry(index: int, leaf: object) -> StoredEntry:
-    """Parse a stored leaf; TamperError (naming ``index``) unless it is a JSON object BLOB."""
-    value = parse_stored_leaf(index, leaf)
-    return StoredEntry(index, cast(bytes, leaf), value)  # parse_stored_leaf checked the type
-
-
-def _mislabelled(found: StoredEntry, what: str) -> TamperError:
-    return TamperError(
-        f"entry {found.index} is indexed as {what} but its leaf says otherwise "
-        f"(type {found.entry.get('type')!r}, trace_id {found.entry.get('trace_id')!r}): "
-        "a derived column was edited",
-        index=found.index,
-    )
+    return layout.range_hashes(lambda keys: fetch_nodes(conn, keys), ranges)
 
 
 class LedgerReader:
@@ -132,7 +104,7 @@ class LedgerReader:
         found = [stored_entry(int(idx), leaf) for idx, leaf in rows]
         for stored in found:
             if stored.entry.get("type") != kind or index_ref(stored.entry) != ref:
-                raise _mislabelled(stored, f"{kind} {ref!r}")
+                raise mislabelled(stored, f"{kind} {ref!r}")
         return found
 
     def stored_size(self) -> int:
@@ -191,7 +163,7 @@ class LedgerReader:
         for idx, leaf in rows:
             stored = stored_entry(int(cast(int, idx)), leaf)
             if stored.entry.get("type") != kind:
-                raise _mislabelled(stored, f"a {kind} entry")
+                raise mislabelled(stored, f"a {kind} entry")
             yield stored
 
     def trace(self, trace_id: str, size: int) -> list[StoredEntry]:
@@ -204,7 +176,7 @@ class LedgerReader:
         found = [stored_entry(int(idx), leaf) for idx, leaf in rows]
         for stored in found:
             if stored.entry.get("trace_id") != trace_id:
-                raise _mislabelled(stored, f"part of trace {trace_id!r}")
+                raise mislabelled(stored, f"part of trace {trace_id!r}")
         return found
 
     def last_in_trace(self, trace_id: str, kind: str, size: int) -> StoredEntry | None:
@@ -223,7 +195,7 @@ class LedgerReader:
             return None
         stored = stored_entry(int(row[0]), row[1])
         if stored.entry.get("type") != kind or stored.entry.get("trace_id") != trace_id:
-            raise _mislabelled(stored, f"a {kind} entry of trace {trace_id!r}")
+            raise mislabelled(stored, f"a {kind} entry of trace {trace_id!r}")
         return stored
 
     def root(self, size: int) -> bytes:
@@ -255,8 +227,8 @@ class LedgerReader:
             for size, root, note in rows:
                 if not isinstance(root, bytes) or not isinstance(note, str):
                     raise TamperError(
-                        f"checkpoint row {size} stores a {sqlite_type(root)} root and a "
-                        f"{sqlite_type(note)} note, not a BLOB and TEXT"
+                        f"checkpoint row {size} stores a {stored_type(root)} root and a "
+                        f"{stored_type(note)} note, not a BLOB and TEXT"
                     )
                 yield Checkpoint(origin, int(size), root, note)
             if len(rows) < _CHUNK:

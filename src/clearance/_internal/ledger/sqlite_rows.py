@@ -2,79 +2,27 @@
 
 The Merkle tree covers leaf bytes; nothing covers how a row stores them or the
 *derived* columns ``type``, ``ref`` and ``trace_id`` (a function of the leaf,
-:func:`derived_columns`, kept only to find rows). A row another program edited can
-therefore hold a TEXT leaf, bytes that are not UTF-8, JSON nested past the parser's
-limit, JSON that is not an object, or a cleared ``trace_id`` that hides the entry
-from its trace. Every such row is a :class:`~clearance.errors.TamperError` naming
-its index, never a foreign exception:
+:func:`~clearance._internal.ledger.layout.derived_columns`, kept only to find rows).
+A row another program edited can therefore hold a TEXT leaf, bytes that are not
+UTF-8, JSON nested past the parser's limit, JSON that is not an object, or a cleared
+``trace_id`` that hides the entry from its trace. Every such row is a
+:class:`~clearance.errors.TamperError` naming its index, never a foreign exception:
 
-* :func:`parse_stored_leaf` is how every reader turns a stored leaf into an entry;
+* :func:`~clearance._internal.ledger.layout.parse_stored_leaf` is how every reader turns
+  a stored leaf into an entry;
 * :func:`first_bad_row` finds the first bad row of a range in one SQL pass, when a
   store opens and when it adopts rows another writer added;
-* :func:`column_problem` is the same comparison for the auditor's Python pass.
+* :func:`~clearance._internal.ledger.layout.column_problem` is the same comparison for
+  the auditor's Python pass.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Mapping
-from typing import Any
 
-from clearance._internal.ledger.sqlite_db import entry_problem, sqlite_type
-from clearance._internal.ledger.store import ENTRY_TYPES, index_ref
+from clearance._internal.ledger.layout import row_problem
+from clearance._internal.ledger.store import ENTRY_TYPES
 from clearance.errors import TamperError
-
-
-def parse_stored_leaf(index: int, leaf: object) -> dict[str, Any]:
-    """The entry a stored leaf holds; TamperError (naming ``index``) for anything else.
-
-    The writer only ever stores the UTF-8 canonical JSON of an object as a BLOB, so a
-    TEXT value, bytes that are not UTF-8 or not JSON, JSON nested beyond the parser's
-    recursion limit, and JSON that is not an object are all edits made outside
-    clearance. Raises nothing else, whatever the bytes.
-    """
-    if not isinstance(leaf, bytes):
-        raise TamperError(
-            f"entry {index} stores its leaf as {sqlite_type(leaf)}, not a BLOB", index=index
-        )
-    try:
-        value = json.loads(leaf.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise TamperError(f"entry {index} is not UTF-8 (byte {exc.start})", index=index) from None
-    except RecursionError:
-        raise TamperError(f"entry {index} is JSON nested too deeply to read", index=index) from None
-    except ValueError:
-        raise TamperError(f"entry {index} is not valid JSON", index=index) from None
-    if not isinstance(value, dict):
-        raise TamperError(
-            f"entry {index} is not a JSON object (it is a JSON {type(value).__name__})",
-            index=index,
-        )
-    return value
-
-
-def derived_columns(entry: Mapping[str, Any]) -> tuple[Any, str | None, str | None]:
-    """``(type, ref, trace_id)`` as :func:`~clearance._internal.ledger.sqlite_db.prepare` stores
-    them."""
-    trace_id = entry.get("trace_id")
-    return entry.get("type"), index_ref(entry), trace_id if type(trace_id) is str else None
-
-
-def column_problem(
-    index: int, entry: Mapping[str, Any], stored: tuple[object, object, object]
-) -> str | None:
-    """Why the stored ``(type, ref, trace_id)`` of row ``index`` differ from its leaf, or None."""
-    for name, kept, derived in zip(
-        ("type", "ref", "trace_id"), stored, derived_columns(entry), strict=True
-    ):
-        if kept != derived or type(kept) is not type(derived):
-            return (
-                f"entry {index}'s {name} column holds {kept!r} but its leaf says {derived!r}: "
-                "the column was edited"
-            )
-    return None
-
 
 _TYPES = ", ".join(f"'{kind}'" for kind in ENTRY_TYPES)
 _REF_PATH = (
@@ -125,7 +73,7 @@ def first_bad_row(conn: sqlite3.Connection, start: int, stop: int) -> None:
     Checks what no hash covers and what readers would trip over: ``leaf`` and
     ``hashes`` are BLOBs, the leaf is a JSON object whose ``type`` is an entry type,
     and the derived columns ``type``, ``ref`` and ``trace_id`` are exactly what
-    :func:`~clearance._internal.ledger.sqlite_db.prepare` computes from the leaf (a cleared
+    :func:`~clearance._internal.ledger.layout.prepare` computes from the leaf (a cleared
     ``trace_id`` would hide an entry from its trace). Leaf *bytes* are the Merkle
     tree's business. Raises sqlite3.Error for I/O failures.
     """
@@ -143,12 +91,4 @@ def first_bad_row(conn: sqlite3.Connection, start: int, stop: int) -> None:
     hashes, kind, ref, trace_id, leaf = conn.execute(
         "SELECT hashes, type, ref, trace_id, leaf FROM entries WHERE idx = ?", (index,)
     ).fetchone()
-    if not isinstance(hashes, bytes):
-        raise TamperError(
-            f"entry {index} stores its hashes as {sqlite_type(hashes)}, not a BLOB", index=index
-        )
-    entry = parse_stored_leaf(index, leaf)
-    problem = column_problem(index, entry, (kind, ref, trace_id)) or entry_problem(entry)
-    raise TamperError(
-        problem or f"entry {index}'s derived columns do not match its leaf", index=index
-    )
+    raise TamperError(row_problem(index, hashes, (kind, ref, trace_id), leaf), index=index)

@@ -1,4 +1,4 @@
-"""The storage protocol every ledger backend implements (SQLite now, PostgreSQL later).
+"""The storage protocol every ledger backend implements (SQLite, PostgreSQL).
 
 Invariants every implementation keeps:
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 ENTRY_TYPES = (
@@ -51,7 +52,8 @@ def index_ref(entry: Mapping[str, Any]) -> str | None:
     ``request_id`` for decision, approval, execution and provenance entries; ``digest`` for
     policy entries; ``kid`` for key entries; ``trace_id`` for trace entries; ``name`` for
     apikey entries (a key's history is ``find("apikey", name)``). Keep in step with
-    :data:`clearance._internal.ledger.sqlite_rows._REF_PATH`, the same mapping in SQL.
+    :data:`clearance._internal.ledger.sqlite_rows._REF_PATH` and
+    :data:`clearance._internal.ledger.postgres_rows._REF_KEY`, the same mapping in SQL.
     """
     kind = entry.get("type")
     field = _REF_FIELDS.get(str(kind), "request_id")
@@ -175,4 +177,17 @@ class LedgerStore(Protocol):
 
     def close(self) -> None:
         """Flush pending work (a final checkpoint) and release the store."""
+        ...
+
+    def __enter__(self) -> LedgerStore:
+        """Use the store as a context manager that closes it."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
         ...

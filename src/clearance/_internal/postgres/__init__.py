@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 SCHEMES: Final = ("postgresql", "postgres")
 CONNECT_TIMEOUT: Final = 5
 """Seconds a new connection may take before the store reports the server unreachable."""
+RECONNECT_WINDOW: Final = 5.0
+"""Seconds a pool retries a lost connection (backoff 1, 2, 4 s) before it gives up and
+starts afresh on the next request: bounds how long a pool takes to use a restarted
+server (psycopg_pool's own default, 5 minutes of doubling delays, could take half a
+minute after a one-minute outage)."""
 
 
 def is_postgres_url(url: str) -> bool:
@@ -99,10 +105,17 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
 
 
 def open_pool(
-    url: str, *, min_size: int = 1, max_size: int = 8, name: str = "clearance"
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    name: str = "clearance",
+    configure: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> psycopg_pool.ConnectionPool[Any]:
     """An opened connection pool on ``url`` (``min_size`` connections made at once).
 
+    ``configure`` runs on every new connection before the pool hands it out (session
+    settings such as ``synchronous_commit``; it must leave the connection idle).
     LedgerError when the first connections cannot be made within
     :data:`CONNECT_TIMEOUT` seconds. Connections are checked before use, so a pool
     recovers by itself once a restarted server answers again.
@@ -119,6 +132,8 @@ def open_pool(
         open=False,
         timeout=CONNECT_TIMEOUT,
         check=ConnectionPool.check_connection,
+        configure=configure,
+        reconnect_timeout=RECONNECT_WINDOW,
         kwargs={"connect_timeout": CONNECT_TIMEOUT},
     )
     try:

@@ -2,7 +2,7 @@
 
 Ready means the three things a decision needs (fail-closed rules 1, 4 and 5): the
 ledger takes appends (the store is usable, its file and directory are writable, the
-file system is not read-only or full), a policy bundle is loaded, and the grant-signing
+file system is not read-only or full; on PostgreSQL, the server answers a read), a policy bundle is loaded, and the grant-signing
 key and the log's checkpoint key can be read and authenticated. Checks read state and
 write nothing, so a probe never adds to the log.
 """
@@ -24,6 +24,10 @@ def check_ledger(gate: Gate, path: Path) -> str:
     """``ok`` if the ledger takes appends, else why not."""
     try:
         gate.ledger.scan(0, 0)  # raises when the store refused further use (tamper, closed)
+        ping = getattr(gate.ledger, "ping", None)
+        if ping is not None:  # a database server: can it be reached now?
+            ping()
+            return "ok"
     except Error as exc:
         return f"the ledger is unusable: {exc}"
     for target in (path, path.parent):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from starlette.requests import HTTPConnection
 
-from clearance._internal.apikeys import ApiKeyStore, api_keys_path
+from clearance._internal.apikeys import ApiKeyStore
 from clearance._internal.gate.core import Gate
 from clearance._internal.gate.key_trust import GateKeys
 from clearance._internal.grants.keys import GrantKeyRing
@@ -118,7 +118,7 @@ def open_state(
     Conflict when another server holds the home; the gate's own errors (a bundle that
     does not load, a ledger that does not extend its checkpoint) otherwise.
     """
-    from clearance._internal.wiring import open_gate
+    from clearance._internal.wiring import open_api_keys, open_gate
 
     home = Home.load(find_home(home_path))
     lock = ServeLock.acquire(home.path)
@@ -126,7 +126,7 @@ def open_state(
     try:
         gate = open_gate(home.path, multi_principal=True, clock=clock, executor="gateway")
         closers.append(gate.close)
-        keys = ApiKeyStore.open(api_keys_path(home.path), ledger=gate.ledger, clock=clock)
+        keys = open_api_keys(home, ledger=gate.ledger, clock=clock)
         closers.append(keys.close)
         ring: GrantKeyRing | None
         try:
