@@ -2,8 +2,9 @@
 
 Ready means the three things a decision needs (fail-closed rules 1, 4 and 5): the
 ledger takes appends (the store is usable, its file and directory are writable, the
-file system is not read-only or full; on PostgreSQL, the server answers a read), a policy bundle is loaded, and the grant-signing
-key and the log's checkpoint key can be read and authenticated. Checks read state and
+file system is not read-only or full; on PostgreSQL, the server answers a read), a
+policy bundle is loaded, and the grant-signing key and the log's checkpoint key can be
+read and authenticated. Checks read state and
 write nothing, so a probe never adds to the log.
 """
 
