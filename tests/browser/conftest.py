@@ -13,11 +13,13 @@ context (no cookies shared between tests). :func:`shoot` saves a screenshot unde
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
@@ -110,3 +112,21 @@ def shoot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def session(served: Served, key: str) -> tuple[httpx.Client, str]:
+    """An httpx client logged in to the console with key ``key``, and its CSRF token."""
+    client = httpx.Client(base_url=served.url, follow_redirects=False, timeout=30)
+    form = client.get("/console/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    done = client.post(
+        "/console/login",
+        data={"api_key": served.keys[key], "login_token": token.group(1), "next": "/console/me"},
+    )
+    assert done.status_code == 303, done.text
+    me = client.get("/console/me")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', me.text)
+    assert csrf is not None
+    assert csrf.group(1)
+    return client, csrf.group(1)

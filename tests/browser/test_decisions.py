@@ -20,7 +20,7 @@ from playwright.sync_api import Page, expect
 
 from clearance import Client
 from clearance._internal.ledger.receipts import verify_receipt, verify_tlog_proof
-from tests.browser.conftest import login, shoot
+from tests.browser.conftest import login, session, shoot
 from tests.integration.server.conftest import open_trace
 from tests.integration.server.support import Served
 
@@ -105,24 +105,6 @@ def made(console: Served) -> Made:
         paid=paid["request_id"],
         other=lone["request_id"],
     )
-
-
-def session(served: Served, key: str) -> tuple[httpx.Client, str]:
-    """An httpx client logged in to the console with key ``key``, and its CSRF token."""
-    client = httpx.Client(base_url=served.url, follow_redirects=False, timeout=30)
-    form = client.get("/console/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
-    assert token is not None, form.text
-    done = client.post(
-        "/console/login",
-        data={"api_key": served.keys[key], "login_token": token.group(1), "next": "/console/me"},
-    )
-    assert done.status_code == 303, done.text
-    me = client.get("/console/me")
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', me.text)
-    assert csrf is not None
-    assert csrf.group(1)
-    return client, csrf.group(1)
 
 
 @pytest.fixture(scope="module")

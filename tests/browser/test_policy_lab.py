@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import login, shoot
+from tests.browser.conftest import login, session, shoot
 from tests.integration.server.support import Served
 
 NO_WRITES = (
@@ -51,24 +50,6 @@ def made(console: Served) -> Made:
             assert response.status_code == status, response.text
             ids[action].append(response.json()["request_id"])
     return Made(tuple(ids["read_file"]), tuple(ids["write_file"]), tuple(ids["delete_file"]))
-
-
-def session(served: Served, key: str) -> tuple[httpx.Client, str]:
-    """An httpx client logged in to the console with key ``key``, and its CSRF token."""
-    client = httpx.Client(base_url=served.url, follow_redirects=False, timeout=30)
-    form = client.get("/console/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
-    assert token is not None, form.text
-    done = client.post(
-        "/console/login",
-        data={"api_key": served.keys[key], "login_token": token.group(1), "next": "/console/me"},
-    )
-    assert done.status_code == 303, done.text
-    me = client.get("/console/me")
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', me.text)
-    assert csrf is not None
-    assert csrf.group(1)
-    return client, csrf.group(1)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,9 @@
-"""The SQLite replay guard on real files: atomic across processes, persistent, bounded."""
+"""The SQLite replay guard on real files: atomic across processes, persistent, bounded.
+
+The purge rule's cases, and the consume races, run on both stores (SQLite and
+PostgreSQL) in tests/integration/postgres/test_replay_store.py; this file keeps what is
+SQLite's own: files, modes, schema versions, crashes.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from clearance._internal.grants.jti_store import REPLAY_LEEWAY, SCHEMA_VERSION, SQLiteReplayGuard
+from clearance._internal.grants.jti_store import SCHEMA_VERSION, SQLiteReplayGuard
 from clearance.errors import InvalidGrant, LedgerError
 
 NOW = 1_700_000_000.0
@@ -47,13 +52,6 @@ def _replayed(guard: SQLiteReplayGuard, jti: str, exp: float, now: float) -> boo
     return True
 
 
-def test_first_consume_wins_second_is_a_replay(guard: SQLiteReplayGuard) -> None:
-    assert not _replayed(guard, "j1", NOW + 30, NOW)
-    assert _replayed(guard, "j1", NOW + 30, NOW + 1)
-    assert not _replayed(guard, "j2", NOW + 30, NOW + 1)
-    assert len(guard) == 2
-
-
 @pytest.mark.parametrize("durability", ["durable", "relaxed"])
 def test_consumed_jti_survives_reopen(db: Path, durability: str) -> None:
     first = SQLiteReplayGuard.open(db, durability)  # type: ignore[arg-type]
@@ -74,66 +72,6 @@ def test_synchronous_level_follows_durability(db: Path) -> None:
             assert guard._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         finally:
             guard.close()
-
-
-def test_bad_durability_is_refused(db: Path) -> None:
-    with pytest.raises(ValueError, match="durability"):
-        SQLiteReplayGuard.open(db, "fast")  # type: ignore[arg-type]
-
-
-def test_purge_forgets_only_what_can_no_longer_verify(guard: SQLiteReplayGuard) -> None:
-    guard.consume("old", NOW, NOW - 30)
-    guard.consume("edge", NOW + 1, NOW - 30)
-    guard.consume("live", NOW + 60, NOW - 30)
-    # At NOW + leeway, "old" (exp + leeway == now) could still verify with the largest leeway.
-    assert guard.purge(NOW + REPLAY_LEEWAY) == 0
-    assert _replayed(guard, "old", NOW, NOW + REPLAY_LEEWAY)
-    assert guard.purge(NOW + REPLAY_LEEWAY + 0.5) == 1
-    assert len(guard) == 2
-    assert _replayed(guard, "edge", NOW + 1, NOW + REPLAY_LEEWAY + 0.5)
-    assert _replayed(guard, "live", NOW + 60, NOW + REPLAY_LEEWAY + 0.5)
-
-
-def test_purge_is_amortised_over_consumes(db: Path) -> None:
-    guard = SQLiteReplayGuard.open(db, "relaxed", purge_every=3, purge_interval=1e9)
-    try:
-        # Rows already past exp + leeway at NOW: purgeable, but only every third consume.
-        for index in range(3):
-            guard.consume(f"expired-{index}", NOW - 100, NOW)
-            assert len(guard) == index + 1
-        guard.consume("live", NOW + 30, NOW)
-        assert len(guard) == 1
-    finally:
-        guard.close()
-
-
-def test_purge_when_time_advances(db: Path) -> None:
-    guard = SQLiteReplayGuard.open(db, "relaxed", purge_every=10**6, purge_interval=60)
-    try:
-        guard.consume("expired", NOW - 100, NOW - 100)
-        guard.consume("a", NOW + 30, NOW - 41)
-        assert len(guard) == 2
-        guard.consume("b", NOW + 30, NOW)  # 100 s after the last purge
-        assert len(guard) == 2
-        assert not _replayed(guard, "expired", NOW + 30, NOW)
-    finally:
-        guard.close()
-
-
-def test_threads_race_for_one_jti(guard: SQLiteReplayGuard) -> None:
-    barrier = threading.Barrier(8)
-    outcomes: list[bool] = []
-
-    def attempt() -> None:
-        barrier.wait()
-        outcomes.append(not _replayed(guard, "contested", NOW + 30, NOW))
-
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == [False] * 7 + [True]
 
 
 _RACER = """
@@ -324,166 +262,6 @@ def test_rows_record_who_consumed_them_and_when(db: Path) -> None:
     assert all(len(v) == 16 and int(v, 16) >= 0 for v in (verifier_a, verifier_b))
 
 
-def test_fast_verifier_cannot_purge_a_correct_verifiers_live_jti(db: Path) -> None:
-    """The reported attack: a verifier an hour ahead purged live jtis from a shared store."""
-    correct, fast = _open(db), _open(db, purge_every=1)
-    try:
-        correct.consume("grant", NOW + 30, NOW)
-        # The fast verifier consumes grants of its own (amortised purge before each insert)
-        # and purges explicitly, both with its clock an hour ahead.
-        fast.consume("fast-grant", NOW + HOUR + 30, NOW + HOUR)
-        assert fast.purge(NOW + HOUR) == 0
-        assert fast.purge(NOW + 2 * HOUR) == 0
-        # The correct verifier, ten seconds later, still refuses the replay.
-        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
-    finally:
-        correct.close()
-        fast.close()
-
-
-@pytest.mark.parametrize("how", ["second worker", "restart"])
-def test_fast_guards_do_not_vouch_for_each_other(db: Path, how: str) -> None:
-    # Two guards on the fast host (two worker processes, or one process before and after
-    # a restart: each open is a new verifier id). The newest row of "another verifier" is
-    # then the other fast guard's, so evidence taken from the newest row alone would let
-    # the purge run on the fast clock. The slowest verifier with a row bounds the purge.
-    correct, fast = _open(db), _open(db)
-    try:
-        fast.consume("fast-1", NOW + HOUR + 30, NOW + HOUR)
-        correct.consume("grant", NOW + 30, NOW)
-        if how == "restart":
-            fast.close()
-            fast = _open(db)
-            purger = fast
-        else:
-            purger = _open(db)
-        try:
-            assert purger.purge(NOW + HOUR) == 0
-        finally:
-            if purger is not fast:
-                purger.close()
-        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
-    finally:
-        correct.close()
-        fast.close()
-
-
-def test_fast_verifier_alone_purges_its_own_expired_rows(db: Path) -> None:
-    fast = _open(db)
-    try:
-        fast.consume("expired", NOW + HOUR - 100, NOW + HOUR - 120)
-        fast.consume("live", NOW + HOUR + 30, NOW + HOUR)
-        assert fast.purge(NOW + HOUR) == 1  # no other clock is known: its own decides
-        assert set(_rows(db)) == {"live"}
-    finally:
-        fast.close()
-
-
-def test_amortised_purge_uses_the_same_rule(db: Path) -> None:
-    correct = _open(db)
-    fast = _open(db, purge_every=1)  # purges before every consume
-    try:
-        correct.consume("correct-expired", NOW - 100, NOW - 130)
-        correct.consume("grant", NOW + 30, NOW)
-        fast.consume("fast-expired", NOW + HOUR - 100, NOW + HOUR - 120)
-        fast.consume("fast-live", NOW + HOUR + 30, NOW + HOUR)
-        # The purges ran ("correct-expired" is gone) on the correct clock's evidence.
-        assert set(_rows(db)) == {"grant", "fast-expired", "fast-live"}
-        assert _replayed(correct, "grant", NOW + 30, NOW + 10)
-    finally:
-        correct.close()
-        fast.close()
-
-
-def test_dead_verifiers_evidence_advances_with_monotonic_time(db: Path) -> None:
-    """A verifier that stopped writing holds purges back by a bounded lag, not forever."""
-    dead = _open(db)
-    dead.consume("long-lived", 2e9, NOW)  # stays: its own exp is far away
-    dead.close()
-    clock = _Monotonic()
-    purger = _open(db, clock)  # its clock is right; it first looks 1000 s after the write
-    try:
-        purger.consume("mine", NOW + 900, NOW + 870)
-        # The dead verifier's clock read NOW when last seen; the purger observes that now.
-        assert purger.purge(NOW + 1000) == 0
-        for _ in range(4):  # re-observing the same value must not restart its clock
-            clock.advance(250)
-            purger.purge(NOW + 1000 + clock.value)
-        # 1000 s after the observation the evidence says NOW + 1000: "mine" has expired.
-        assert set(_rows(db)) == {"long-lived"}
-        purger.consume("mine-2", NOW + 1990, NOW + 1960)
-        clock.advance(1000)
-        assert purger.purge(NOW + 3000) == 1  # the lag stays bounded (here 1000 s)
-    finally:
-        purger.close()
-
-
-def test_evidence_disappears_with_the_other_verifiers_rows(db: Path) -> None:
-    other = _open(db)
-    other.consume("theirs", NOW + 30, NOW)
-    other.close()
-    clock = _Monotonic()
-    purger = _open(db, clock)
-    try:
-        purger.consume("mine", NOW + 500, NOW + 470)
-        assert purger.purge(NOW + 1000) == 0  # evidence NOW: nothing is old enough
-        clock.advance(40)
-        assert purger.purge(NOW + 1040) == 1  # evidence NOW + 40 > 30 + leeway: "theirs"
-        assert purger.purge(NOW + 1040) == 1  # no other verifier's row: its own clock
-        assert len(purger) == 0
-    finally:
-        purger.close()
-
-
-def test_a_slower_verifier_than_the_purger_holds_it_to_its_clock(db: Path) -> None:
-    # A purger with the right clock and a verifier a minute behind that still consumes.
-    slow, purger = _open(db), _open(db)
-    try:
-        slow.consume("slow-grant", NOW - 60 + 30, NOW - 60)
-        assert purger.purge(NOW + 30) == 0
-        assert _replayed(slow, "slow-grant", NOW - 30, NOW - 40)
-    finally:
-        slow.close()
-        purger.close()
-
-
-def test_short_lived_guards_keep_the_store_bounded(db: Path) -> None:
-    # One process per governed call: every guard is fresh, has measured no time, and
-    # sees only dead verifiers (its predecessors). max_skew bounds how far their stale
-    # evidence holds a purge behind the purger's own clock.
-    for call in range(60):
-        now = NOW + 10 * call
-        guard = _open(db, max_skew=100)
-        try:
-            guard.consume(f"call-{call}", now + 30, now)  # a guard's first consume purges
-        finally:
-            guard.close()
-    # The last purge, at NOW + 590, deleted exactly the rows with exp + leeway < NOW + 490.
-    kept = sorted(_rows(db), key=lambda jti: int(jti[5:]))
-    assert kept == [f"call-{c}" for c in range(46, 60)]  # exp = NOW + 10 * c + 30
-
-
-def test_a_clock_further_ahead_than_max_skew_is_not_caught(db: Path) -> None:
-    # The limit of the rule, pinned: beyond max_skew the purger's own clock decides.
-    correct, fast = _open(db), _open(db, max_skew=HOUR)
-    try:
-        correct.consume("grant", NOW + 30, NOW)
-        assert fast.purge(NOW + HOUR - 60) == 0
-        assert fast.purge(NOW + HOUR + 60) == 1
-    finally:
-        correct.close()
-        fast.close()
-
-
-@pytest.mark.parametrize(
-    "limits",
-    [{"max_skew": -1.0}, {"max_skew": math.nan}, {"leeway": -1.0}, {"purge_every": 0}],
-)
-def test_bad_limits_are_refused(db: Path, limits: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        SQLiteReplayGuard.open(db, **limits)
-
-
 _FAST_PURGER = """
 import sys
 from clearance._internal.grants.jti_store import SQLiteReplayGuard
@@ -513,33 +291,6 @@ def test_fast_purger_in_another_process(db: Path) -> None:
             other.close()
     finally:
         correct.close()
-
-
-def test_failed_purge_leaves_no_transaction_open(db: Path) -> None:
-    # A purge is one transaction (the observation and the delete must see the same rows);
-    # if it fails midway, later inserts must still commit on their own.
-    calls = 0
-
-    def flaky() -> float:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("clock unavailable")
-        return float(calls)
-
-    other = _open(db)
-    guard = SQLiteReplayGuard.open(db, "relaxed", purge_every=1, monotonic=flaky)
-    try:
-        other.consume("theirs", NOW + 30, NOW)
-        with pytest.raises(RuntimeError):
-            guard.consume("first", NOW + 30, NOW)
-        assert not guard._db.in_transaction
-        guard.consume("second", NOW + 30, NOW)
-        assert _replayed(other, "second", NOW + 30, NOW)  # committed, visible elsewhere
-        assert not _replayed(other, "first", NOW + 30, NOW)
-    finally:
-        guard.close()
-        other.close()
 
 
 # -- schema migration --------------------------------------------------------------------

@@ -28,6 +28,7 @@ EXCLUDED: dict[str, frozenset[str]] = {
     "clearance.client": frozenset(),
     "clearance.errors": frozenset({"TYPE_CHECKING", "annotations", "Any"}),
     "clearance.executor": frozenset({"TYPE_CHECKING"}),
+    "clearance.integrations": frozenset(),
     "clearance.server": frozenset({"TYPE_CHECKING", "annotations"}),
 }
 PUBLIC_MODULES = sorted(EXCLUDED)

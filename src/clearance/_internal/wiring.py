@@ -12,6 +12,7 @@ anchor stay in the home either way.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -57,21 +58,14 @@ def open_ledger(
         sync=mode == "durable",  # relaxed: no fsync, as for the ledger itself
     )
     database = home.database
+    opener: Callable[..., LedgerStore]
     if database is not None:
         from clearance._internal.ledger.postgres import PostgresLedger
 
-        return PostgresLedger.open(
-            database,
-            signer=signer,
-            origin=home.settings.origin,
-            durability=mode,
-            anchor=anchor,
-            checkpoint_interval=home.settings.limits.checkpoint_interval,
-            grace=home.settings.checkpoint_grace,
-            clock=clock,
-        )
-    return SQLiteLedger.open(
-        home.ledger_path,
+        opener = functools.partial(PostgresLedger.open, database)
+    else:
+        opener = functools.partial(SQLiteLedger.open, home.ledger_path)
+    return opener(
         signer=signer,
         origin=home.settings.origin,
         durability=mode,
