@@ -12,7 +12,8 @@ no longer extends its anchor.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from clearance._internal.home import Home
     from clearance._internal.ledger.anchor import AnchorFile, CheckpointAnchor
     from clearance._internal.ledger.checkpoint import NoteVerifier
-    from clearance._internal.ledger.sqlite import SQLiteLedger
+    from clearance._internal.ledger.store import LedgerStore
 
 log_app = typer.Typer(
     help="Inspect and audit the ledger: vkey, checkpoints, full verification, contents.",
@@ -137,7 +138,7 @@ def verify(home: HomeOption = None) -> None:
 
 
 def _anchor_state(
-    file: AnchorFile, verifier: NoteVerifier, ledger: SQLiteLedger
+    file: AnchorFile, verifier: NoteVerifier, ledger: LedgerStore
 ) -> tuple[str, bool]:
     """A line describing what ``file`` anchors now, and whether the ledger extends it."""
     try:
@@ -185,6 +186,7 @@ def anchor(
     from clearance._internal.home import Home, find_home
     from clearance._internal.ledger.checkpoint import NoteSigner
     from clearance._internal.ledger.sqlite import SQLiteLedger
+    from clearance._internal.postgres import redact
     from clearance._internal.wiring import open_ledger
 
     located = Home.load(find_home(home))
@@ -202,18 +204,24 @@ def anchor(
     signer = NoteSigner.from_skey(located.read_log_skey())
     verifier = signer.verifier()
     # No anchor and no grace here, on purpose: this is the step that replaces them.
-    with SQLiteLedger.open(
-        located.ledger_path,
-        signer=signer,
-        origin=located.settings.origin,
-        durability=located.settings.durability,
+    database = located.database
+    opener: Callable[..., LedgerStore]
+    if database is not None:
+        from clearance._internal.ledger.postgres import PostgresLedger
+
+        opener = functools.partial(PostgresLedger.open, database)
+    else:
+        opener = functools.partial(SQLiteLedger.open, located.ledger_path)
+    with opener(
+        signer=signer, origin=located.settings.origin, durability=located.settings.durability
     ) as ledger:
         size = ledger.size()
         if size == 0:
             raise InputError("the ledger is empty: there is nothing to adopt")
         latest = ledger.latest_checkpoint()
         signed = latest.size if latest is not None else 0
-        out.print(f"[bold]Adopting[/] the ledger {escape(str(located.ledger_path))} as it is now:")
+        where = redact(database) if database is not None else str(located.ledger_path)
+        out.print(f"[bold]Adopting[/] the ledger {escape(where)} as it is now:")
         out.print(f"  entries       {size} (signed checkpoints cover {signed})")
         if signed < size:
             first = ledger.get(signed).entry.get("at")
