@@ -21,9 +21,8 @@ from clearance._cli.common import DatabaseOption, HomeOption, out, read_text, us
 from clearance.errors import InputError
 
 if TYPE_CHECKING:
+    from clearance._internal.home import Home
     from clearance._internal.migrations import Migration
-
-COMPONENTS = ("ledger", "replay", "apikeys")
 
 
 def _postgres_components() -> list[tuple[str, Sequence[Migration]]]:
@@ -103,16 +102,42 @@ def migrate(
     )
 
 
-def _sqlite(located: object, dry_run: bool) -> None:
-    """The embedded stores check and migrate their own files when opened."""
-    from clearance._internal.home import Home
+def _sqlite_components(located: Home) -> list[tuple[str, Path, Sequence[Migration]]]:
+    from clearance._internal.apikeys import api_keys_path, db
+    from clearance._internal.grants import jti_store
+    from clearance._internal.ledger import sqlite_db
+
+    return [
+        (sqlite_db.COMPONENT, located.ledger_path, sqlite_db.SQLITE_MIGRATIONS),
+        (jti_store.COMPONENT, located.replay_path, jti_store.MIGRATIONS),
+        (db.COMPONENT, api_keys_path(located.path), db.SQLITE_MIGRATIONS),
+    ]
+
+
+def _sqlite(located: Home, dry_run: bool) -> None:
+    """Each SQLite store is its own file with its own version (``user_version``); opening a
+    store applies its pending steps, so migrating is opening each one."""
+    import sqlite3
+    from contextlib import closing
+
+    from clearance._internal.migrations import current, pending
     from clearance._internal.wiring import open_api_keys, open_ledger, open_replay_guard
 
-    assert isinstance(located, Home)
+    for component, path, steps in _sqlite_components(located):
+        if not path.exists():
+            out.print(f"{component:8} {escape(str(path))}: not created yet (made when first used)")
+            continue
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            at, todo = current(conn, component), pending(conn, component, steps)
+        names = ", ".join(f"{s.version} ({s.summary})" for s in todo)
+        if not todo:
+            state = "up to date"
+        elif dry_run:
+            state = f"would apply {names}"
+        else:
+            state = f"applying {names}"
+        out.print(f"{component:8} {escape(str(path))}: version {at}, {escape(state)}")
     if dry_run:
-        out.print(
-            "SQLite: the home's files are migrated when they are opened; --dry-run opens none"
-        )
         return
     with open_ledger(located) as ledger:
         size = ledger.size()

@@ -1,9 +1,13 @@
 """Versioned schemas: one migration mechanism for every store, on SQLite and PostgreSQL.
 
 Each store (the ledger, the replay store, the API keys, ...) is a *component* with an
-ordered list of :class:`Migration` steps, versions 1, 2, 3... A database records the
-version each component's schema is at in ``clearance_schema(component, version,
-applied_at)``.
+ordered list of :class:`Migration` steps, versions 1, 2, 3... Where the version is
+recorded depends on the backend, the steps and their rules do not:
+
+* PostgreSQL holds several components in one database, so it records each one's version
+  in ``clearance_schema(component, version, applied_at)``;
+* on SQLite every store is its own file, so the file's ``PRAGMA user_version`` is that
+  component's version (the header field SQLite keeps for exactly this).
 
 Invariants:
 
@@ -11,7 +15,8 @@ Invariants:
   every pending step and the version row in one transaction, so a crash leaves the old
   version or the new one, never half. On PostgreSQL the transaction first takes a
   transaction-level advisory lock per component, so processes starting together migrate
-  once; on SQLite ``BEGIN IMMEDIATE`` serializes them.
+  once; on SQLite ``BEGIN IMMEDIATE`` serializes them. An up-to-date schema is only
+  read, so opening one never takes a write lock (a store on a read-only medium opens).
 * A database whose recorded version is newer than the newest step known here is refused
   (:class:`~clearance.errors.LedgerError`): this code must not write a schema it does not
   understand. Nothing is changed then.
@@ -30,10 +35,6 @@ from typing import Any, Final
 from clearance.errors import LedgerError
 
 TABLE: Final = "clearance_schema"
-_CREATE_SQLITE: Final = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (component TEXT PRIMARY KEY, "
-    "version INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-)
 _CREATE_POSTGRES: Final = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (component TEXT PRIMARY KEY, "
     "version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
@@ -65,7 +66,7 @@ def _advisory_key(component: str) -> int:
 def _refuse_newer(component: str, found: int, newest: int, where: str) -> None:
     if found > newest:
         raise LedgerError(
-            f"the {component} schema in {where} is at version {found}, newer than this "
+            f"the {component} schema version in {where} is {found}, newer than this "
             f"clearance knows ({newest}); upgrade clearance before using this database"
         )
 
@@ -73,16 +74,7 @@ def _refuse_newer(component: str, found: int, newest: int, where: str) -> None:
 def current(conn: Any, component: str) -> int:
     """The recorded version of ``component`` (0: never migrated). Reads only."""
     if isinstance(conn, sqlite3.Connection):
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        ).fetchone()
-        if exists is None:
-            return 0
-        row = conn.execute(
-            f"SELECT version FROM {TABLE} WHERE component = ?",  # noqa: S608
-            (component,),
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
     row = conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()
     if row is None or row[0] is None:
         return 0
@@ -120,18 +112,12 @@ def _apply_sqlite(
         return newest  # the common case: no write lock taken
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_CREATE_SQLITE)
-        found = current(conn, component)
+        found = current(conn, component)  # again, under the lock: another opener may be done
         _refuse_newer(component, found, newest, "this database")
         for step in migrations[found:]:
             for statement in step.statements:
                 conn.execute(statement)
-        conn.execute(
-            f"INSERT INTO {TABLE} (component, version) VALUES (?, ?) "  # noqa: S608
-            "ON CONFLICT (component) DO UPDATE SET version = excluded.version, "
-            "applied_at = CURRENT_TIMESTAMP",
-            (component, newest),
-        )
+        conn.execute(f"PRAGMA user_version = {int(newest)}")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -125,3 +125,15 @@ def test_bad_locations_are_refused_clearly(tmp_path: Path, bad: str) -> None:
     )
     assert result.returncode == 2
     assert "error:" in result.stderr
+
+
+def test_migrate_on_sqlite_reports_each_store_file(tmp_path: Path) -> None:
+    home = _home_with_decisions(tmp_path / "home", calls=1)
+    dry = _clearance("migrate", "--home", str(home), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "ledger" in dry.stdout
+    assert "version 1, up to date" in dry.stdout
+    done = _clearance("migrate", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    again = _clearance("migrate", "--home", str(home), "--dry-run")
+    assert again.stdout.count("up to date") == 3

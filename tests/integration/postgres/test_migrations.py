@@ -32,7 +32,9 @@ def test_postgres_migrates_once_and_records_the_version(pg_url: str) -> None:
 def test_postgres_refuses_a_newer_schema_and_changes_nothing(pg_url: str) -> None:
     with connect(pg_url, autocommit=True) as conn:
         apply(conn, "widgets", STEPS)
-        with pytest.raises(LedgerError, match="version 2, newer than this clearance knows"):
+        with pytest.raises(
+            LedgerError, match="version in this database is 2, newer than this clearance knows"
+        ):
             apply(conn, "widgets", STEPS[:1])
         assert current(conn, "widgets") == 2
 
@@ -74,3 +76,26 @@ def test_urls_are_checked_and_passwords_never_shown() -> None:
     with pytest.raises(InputError) as info:
         check_url("mysql://u:hunter2@db/x")
     assert "hunter2" not in str(info.value)
+
+
+def test_every_sqlite_store_records_its_version_with_the_same_mechanism(tmp_path: Path) -> None:
+    from clearance._internal.apikeys import ApiKeyStore, db
+    from clearance._internal.grants import jti_store
+    from clearance._internal.grants.jti_store import SQLiteReplayGuard
+    from clearance._internal.ledger import sqlite_db
+
+    assert len(db.SQLITE_MIGRATIONS) == db.SCHEMA_VERSION
+    assert len(jti_store.MIGRATIONS) == jti_store.SCHEMA_VERSION
+    ApiKeyStore.open(tmp_path / "apikeys.db").close()
+    SQLiteReplayGuard.open(tmp_path / "replay.db").close()
+    for name, steps, component in (
+        ("apikeys.db", db.SQLITE_MIGRATIONS, db.COMPONENT),
+        ("replay.db", jti_store.MIGRATIONS, jti_store.COMPONENT),
+    ):
+        conn = sqlite3.connect(tmp_path / name)
+        try:
+            assert current(conn, component) == len(steps)
+            assert pending(conn, component, steps) == []
+        finally:
+            conn.close()
+    assert [s.version for s in sqlite_db.SQLITE_MIGRATIONS] == [1]

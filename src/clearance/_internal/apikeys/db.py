@@ -44,8 +44,11 @@ from typing import Final
 from clearance._internal.apikeys.model import NAME_PATTERN, SCOPES, ApiKey
 from clearance._internal.apikeys.rows import Column, KeyWrites, Row
 from clearance._internal.intent import PRINCIPAL_PATTERN
+from clearance._internal.migrations import Migration, apply, current
 from clearance.errors import LedgerError
 
+COMPONENT: Final = "apikeys"
+"""The API key store's component name (:mod:`clearance._internal.migrations`)."""
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT: Final = 5.0
 """Seconds a write waits for another connection's write transaction (a CLI, a server)."""
@@ -62,6 +65,9 @@ _SCHEMA: Final = """CREATE TABLE api_keys (
     last_used_at REAL,
     created_index INTEGER,
     revoked_index INTEGER)"""
+
+SQLITE_MIGRATIONS: Final = (Migration(1, "API keys as salted digests", (_SCHEMA,)),)
+"""The file's whole schema history; :data:`SCHEMA_VERSION` is its length (a unit test checks)."""
 
 COLUMNS: Final = (
     "name, key_id, digest, scopes, principal, created_at, expires_at, revoked_at, "
@@ -131,29 +137,19 @@ def _create_private(path: Path) -> None:
 
 
 def _initialise(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the schema of a new file, or check the version of an existing one."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == SCHEMA_VERSION:
-        return
-    _refuse_newer(version, path)
-    conn.execute("BEGIN IMMEDIATE")  # two processes creating one file: one schema
-    try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise LedgerError(
-                    f"{path} is a SQLite database but not a clearance API key store "
-                    "(it has tables and no schema version); move it away"
-                )
-            conn.execute(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        else:
-            _refuse_newer(version, path)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Create the schema of a new file, or check the version of an existing one
+    (:mod:`clearance._internal.migrations` on the file's ``user_version``)."""
+    _refuse_newer(current(conn, COMPONENT), path)
+    if current(conn, COMPONENT) == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # Another process creating the store commits its tables and version together,
+        # so tables seen with version 0 still read after them are someone else's.
+        if tables and current(conn, COMPONENT) == 0:
+            raise LedgerError(
+                f"{path} is a SQLite database but not a clearance API key store "
+                "(it has tables and no schema version); move it away"
+            )
+    apply(conn, COMPONENT, SQLITE_MIGRATIONS)
 
 
 def _refuse_newer(version: int, path: Path) -> None:

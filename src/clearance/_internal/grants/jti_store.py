@@ -70,8 +70,9 @@ Limits of the purge rule (what it does not protect):
 
 Schema: ``consumed_jti(jti TEXT PRIMARY KEY, exp REAL, seen_at REAL NULL,
 verifier TEXT DEFAULT '')``, indexed on ``exp``; ``PRAGMA user_version`` is
-:data:`SCHEMA_VERSION`. :data:`_MIGRATIONS` is its whole history, applied in one
-transaction by the first opener; a store of a newer version is refused.
+:data:`SCHEMA_VERSION`. :data:`MIGRATIONS` is its whole history, applied in one
+transaction by the first opener (:mod:`clearance._internal.migrations`, the mechanism
+every store uses); a store of a newer version is refused.
 
 The purge rule's arithmetic is :mod:`clearance._internal.grants.replay_purge`, shared
 with :class:`~clearance._internal.grants.jti_store_pg.PostgresReplayGuard`, which keeps
@@ -96,6 +97,7 @@ from clearance._internal.grants.replay_purge import (
     purge_cutoff,
 )
 from clearance._internal.limits import DURABILITIES, MAX_LEEWAY, Durability
+from clearance._internal.migrations import Migration, apply
 from clearance.errors import InvalidGrant, LedgerError
 
 REPLAY_LEEWAY: Final[float] = MAX_LEEWAY
@@ -114,59 +116,36 @@ by whole hours up to fourteen.
 BUSY_TIMEOUT_MS: Final[int] = 5000
 """How long a consume waits for another process's write lock before failing closed."""
 
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    # 0 -> 1: an empty file gets the original table; a store written before versioning
-    # (user_version 0) already has it.
-    (
-        "CREATE TABLE IF NOT EXISTS consumed_jti ("
-        " jti TEXT PRIMARY KEY NOT NULL, exp REAL NOT NULL) WITHOUT ROWID",
-        "CREATE INDEX IF NOT EXISTS consumed_jti_exp ON consumed_jti (exp)",
+COMPONENT: Final = "replay"
+"""The replay store's component name (:mod:`clearance._internal.migrations`)."""
+MIGRATIONS: Final = (
+    Migration(
+        1,
+        # An empty file gets the original table; a store written before versioning
+        # (user_version 0) already has it.
+        "consumed grant ids with their expiry",
+        (
+            "CREATE TABLE IF NOT EXISTS consumed_jti ("
+            " jti TEXT PRIMARY KEY NOT NULL, exp REAL NOT NULL) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS consumed_jti_exp ON consumed_jti (exp)",
+        ),
     ),
-    # 1 -> 2: who consumed each jti and when, by its clock. seen_at stays NULL (read as
-    # exp) and verifier '' (an unknown verifier) for old rows and for the rows an older
-    # guard still inserts as (jti, exp) during a rolling upgrade.
-    (
-        "ALTER TABLE consumed_jti ADD COLUMN seen_at REAL",
-        "ALTER TABLE consumed_jti ADD COLUMN verifier TEXT NOT NULL DEFAULT ''",
+    Migration(
+        2,
+        # Who consumed each jti and when, by its clock. seen_at stays NULL (read as exp)
+        # and verifier '' (an unknown verifier) for old rows and for the rows an older
+        # guard still inserts as (jti, exp) during a rolling upgrade.
+        "who consumed each grant id, and when by its clock",
+        (
+            "ALTER TABLE consumed_jti ADD COLUMN seen_at REAL",
+            "ALTER TABLE consumed_jti ADD COLUMN verifier TEXT NOT NULL DEFAULT ''",
+        ),
     ),
 )
-SCHEMA_VERSION: Final[int] = len(_MIGRATIONS)
+SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 """The replay store's ``PRAGMA user_version`` once this module has opened it."""
 
 _NEWEST_BY_OTHERS: Final = NEWEST_BY_OTHERS_SQL.format(param="?")
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the store to :data:`SCHEMA_VERSION`; raises sqlite3.Error on failure.
-
-    An up-to-date store is only read, so opening one never needs the write lock.
-    Otherwise the version is read again under ``BEGIN IMMEDIATE``: of several
-    processes opening an old store at once, one migrates and the others find
-    the work done. A store from a newer clearance is refused, not guessed at.
-    """
-    if _user_version(db) == SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        version = _user_version(db)
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this clearance's {SCHEMA_VERSION}"
-            )
-        for statements in _MIGRATIONS[version:]:
-            for statement in statements:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-
-
-def _user_version(db: sqlite3.Connection) -> int:
-    row = db.execute("PRAGMA user_version").fetchone()
-    return int(row[0])
 
 
 class ReplayGuard(Protocol):
@@ -247,8 +226,11 @@ class SQLiteReplayGuard:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot enable WAL (journal_mode is {mode})")
             db.execute(f"PRAGMA synchronous = {synchronous}")
-            _migrate(db)
+            apply(db, COMPONENT, MIGRATIONS)
         except sqlite3.Error as exc:
+            db.close()
+            raise LedgerError(f"cannot initialise replay store {path}: {exc}") from None
+        except LedgerError as exc:
             db.close()
             raise LedgerError(f"cannot initialise replay store {path}: {exc}") from None
         return cls(

@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import quote
 
 from clearance._internal.ledger.layout import frontier, node_rows, nodes_in
+from clearance._internal.migrations import Migration, apply, pending
 from clearance.errors import LedgerError
 
 SCHEMA_VERSION = "1"
@@ -65,6 +66,9 @@ long the trace: within equal keys the index is ordered by rowid (= ``idx``), so
 is a range of it, sorted by ``idx`` afterwards. It replaced the single-column
 ``entries_by_trace`` rather than joining it, so an append still updates two
 indexes; :func:`initialise` migrates older files."""
+
+COMPONENT = "ledger"
+"""The ledger's component name (:mod:`clearance._internal.migrations`)."""
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -83,6 +87,11 @@ SCHEMA = (
         for verb in ("UPDATE", "DELETE")
     ),
 )
+SQLITE_MIGRATIONS = (
+    Migration(1, "entries with their Merkle nodes, checkpoints, append-only triggers", SCHEMA),
+)
+"""The file's schema history (its ``user_version``); ``meta.version`` names the row
+layout, which is the same on PostgreSQL."""
 
 # SQLite primary result codes (https://www.sqlite.org/rescode.html).
 _SQLITE_PERM = 3
@@ -258,23 +267,30 @@ def load_tree(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]]:
 
 
 def initialise(conn: sqlite3.Connection, path: Path, origin: str, vkey: str) -> None:
-    """Create the schema of a new ledger, or check an existing one belongs to ``origin``."""
+    """Create the schema of a new ledger, or check an existing one belongs to ``origin``.
+
+    The schema is :data:`SQLITE_MIGRATIONS`, applied by the mechanism every store uses
+    (:mod:`clearance._internal.migrations`: the file's ``user_version``); a file whose
+    version is newer than this code knows is refused. Files written before that
+    mechanism have ``user_version`` 0 and ``meta.version`` 1: they are read as they are
+    (nothing is written to an existing ledger just to open it).
+    """
     meta = read_meta(conn)
     if not meta:
         # Only a new file takes the write lock here, so an existing ledger on a
         # read-only medium still opens (appends then fail with LedgerError).
+        apply(conn, COMPONENT, SQLITE_MIGRATIONS)
         conn.execute("BEGIN IMMEDIATE")
         try:
             meta = read_meta(conn)  # another process may have created it meanwhile
             if not meta:
-                for statement in SCHEMA:
-                    conn.execute(statement)
                 meta = {"version": SCHEMA_VERSION, "origin": origin, "vkey": vkey}
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    pending(conn, COMPONENT, SQLITE_MIGRATIONS)  # LedgerError when the file is newer
     if meta.get("version") != SCHEMA_VERSION:
         raise LedgerError(
             f"ledger at {path} has schema version {meta.get('version')!r}; "
