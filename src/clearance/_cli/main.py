@@ -29,7 +29,9 @@ from clearance._cli.apikeys import apikeys_app
 from clearance._cli.approvals import approvals_app
 from clearance._cli.audit import register as register_audit
 from clearance._cli.common import HomeOption, now, out, use_database
+from clearance._cli.hook import hook_app
 from clearance._cli.log import log_app
+from clearance._cli.mcp import mcp_app
 from clearance._cli.migrate import migrate
 from clearance._cli.serve import serve
 from clearance.errors import CheckFailed, Error, InputError
@@ -255,6 +257,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(log_app, name="log")
 app.add_typer(apikeys_app, name="api-keys")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(hook_app, name="hook")
+app.add_typer(mcp_app, name="mcp")
 
 
 def main(argv: list[str] | None = None) -> None:

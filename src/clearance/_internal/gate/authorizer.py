@@ -34,6 +34,7 @@ from clearance._internal.gate.cleared import Authorization
 from clearance._internal.gate.decide import decide
 from clearance._internal.gate.facts import advance, for_request
 from clearance._internal.gate.key_trust import GateKeys
+from clearance._internal.gate.observers import DecisionObservers
 from clearance._internal.gate.provenance import ProvenanceBook, with_evidence
 from clearance._internal.gate.traces import TraceStates
 from clearance._internal.grants.keys import SigningKey
@@ -68,10 +69,12 @@ class Authorizer:
         limits: Limits,
         provenance: ProvenanceBook,
         approvals: ApprovalBook | None = None,
+        observers: DecisionObservers | None = None,
     ) -> None:
         """Decide with ``policy``, append to ``ledger``, sign with ``keys``.
 
-        ``approvals`` is told about each new pending approval (its webhook announces it).
+        ``approvals`` is told about each new pending approval (its webhook announces it);
+        ``observers`` about every decision (:mod:`~clearance._internal.gate.observers`).
         """
         self._policy = policy
         self._ledger = ledger
@@ -84,6 +87,7 @@ class Authorizer:
         self._grant_lifetime = limits.grant_lifetime
         self._approval_ttl = limits.approval_ttl
         self._approvals = approvals
+        self._observers = observers if observers is not None else DecisionObservers()
         self._lock = threading.Lock()
         self._logged_policies: set[str] = set()
 
@@ -121,6 +125,20 @@ class Authorizer:
         leaves the process, so a signature that only this process would verify adds
         nothing but cost. The signed token is made on demand (``Cleared.grant``).
         """
+        if not self._observers:
+            return self._decide(binding, audience)
+        started = self._clock()
+        try:
+            decided = self._decide(binding, audience)
+        except Denied as refused:  # ApprovalRequired too; InputError decides nothing
+            self._observers.refused(binding.intent, refused.decision, started, self._clock())
+            raise
+        self._observers.allowed(decided[0], started, self._clock())
+        return decided
+
+    def _decide(
+        self, binding: Binding, audience: str
+    ) -> tuple[Authorization, GrantClaims, SigningKey]:
         try:
             return self._authorize(binding, audience)
         except (Denied, InputError):

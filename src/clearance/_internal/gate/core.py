@@ -55,6 +55,7 @@ from clearance._internal.gate.facts import EMPTY_MANDATE
 from clearance._internal.gate.governed import governed
 from clearance._internal.gate.governed_call import GovernedCall, GovernedCalls, OutcomeRecorder
 from clearance._internal.gate.key_trust import GateKeys
+from clearance._internal.gate.observers import DecisionObserver, DecisionObservers
 from clearance._internal.gate.provenance import ProvenanceBook
 from clearance._internal.gate.spool import Spool
 from clearance._internal.gate.traces import Trace, states_for
@@ -163,6 +164,7 @@ class Gate:
         self._provenance = ProvenanceBook(
             ledger=ledger, states=states, key=provenance_key, limit=limits.provenance_values
         )
+        self._observers = DecisionObservers()
         self._authorizer = Authorizer(
             policy=self._policy,
             ledger=ledger,
@@ -174,6 +176,7 @@ class Gate:
             limits=limits,
             provenance=self._provenance,
             approvals=self._approvals,
+            observers=self._observers,
         )
         self._recorder = OutcomeRecorder(
             ledger=ledger,
@@ -244,6 +247,18 @@ class Gate:
         if problem:
             raise PolicyError(str(problem))
         return self.engine.digest
+
+    def observe_decisions(self, observer: DecisionObserver) -> Callable[[], None]:
+        """Call ``observer`` with a :class:`~clearance._internal.gate.observers.DecisionEvent`
+        after every decision of :meth:`authorize` and :meth:`clearance`; returns the function
+        that stops it.
+
+        For telemetry (:func:`clearance.integrations.otel.instrument`): the observer runs in
+        the caller's thread and context, after the decision is logged and before it is
+        returned or raised; whatever it raises is logged and dropped, so it never changes
+        a decision. Dry runs (:meth:`evaluate`) are not decisions and are not observed.
+        """
+        return self._observers.add(observer)
 
     def drain_spool(self) -> int:
         """Append authenticated spooled outcomes left by an earlier failure; returns how many."""

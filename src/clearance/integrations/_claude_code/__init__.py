@@ -1,0 +1,1 @@
+"""The implementation of :mod:`clearance.integrations.claude_code` (read its docstring)."""
