@@ -30,7 +30,6 @@ from tests.browser.conftest import login, shoot
 from tests.integration.server.support import (
     Served,
     clearance_command,
-    env_without_coverage,
     make_home,
 )
 
@@ -89,7 +88,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     """``clearance demo`` on a fresh home, with a terminal, once it serves the console."""
     base = tmp_path_factory.mktemp("demo")
     terminal, child_end = os.openpty()
-    env = {k: v for k, v in env_without_coverage().items() if k != "CLEARANCE_HOME"}
+    env = {k: v for k, v in os.environ.items() if k != "CLEARANCE_HOME"}
     env["PYTHONUNBUFFERED"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "clearance", "demo", "--home", "demo-home"],
