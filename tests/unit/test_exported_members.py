@@ -31,9 +31,13 @@ EXCLUDED: dict[str, frozenset[str]] = {
     "clearance.integrations": frozenset(),
     "clearance.integrations.mcp": frozenset({"annotations"}),
     "clearance.integrations.claude_code": frozenset(),
+    "clearance.integrations.claude_agent_sdk": frozenset(
+        {"TYPE_CHECKING", "annotations", "Any", "Literal"}
+    ),
     "clearance.integrations.langchain": frozenset(
         {"TYPE_CHECKING", "annotations", "Annotated", "Any", "NotRequired", "TypeVar"}
     ),
+    "clearance.integrations.google_adk": frozenset({"TYPE_CHECKING", "annotations", "Any"}),
     "clearance.integrations.openai_agents": frozenset({"TYPE_CHECKING", "annotations", "Any"}),
     "clearance.integrations.pydantic_ai": frozenset({"TYPE_CHECKING", "annotations", "Any"}),
     "clearance.integrations.otel": frozenset(),
