@@ -15,6 +15,8 @@ from clearance._internal.gate.core import Gate
 from clearance._internal.home import init_home
 from clearance._internal.wiring import open_gate
 
+from .remote_support import only_bundle
+
 PRINCIPAL = "agent:support-bot"
 APPROVER = "user:alice"
 TASK = "Refund order 42 for Dana if it arrived broken"
@@ -59,9 +61,7 @@ def governed_gate(tmp_path: Path) -> Iterator[Gate]:
     """A gate bound to :data:`PRINCIPAL` over a fresh home holding :data:`BUNDLE`."""
     home = tmp_path / "home"
     init_home(home, now=1.8e9)
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "support.yaml").write_text(BUNDLE, encoding="utf-8")
+    only_bundle(home, "support.yaml", BUNDLE)
     gate = open_gate(home, principal=PRINCIPAL, durability="relaxed")
     try:
         yield gate

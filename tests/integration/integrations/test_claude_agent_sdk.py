@@ -24,6 +24,7 @@ from clearance.integrations.claude_agent_sdk import ClearanceGuard
 
 from .claude_cli_script import ScriptedClaudeCode, ToolUse
 from .framework_support import APPROVER, decisions, entries, executed, traces
+from .remote_support import only_bundle
 
 TASK = "Find out why the build fails and fix it"
 
@@ -65,9 +66,7 @@ rules:
 def gate(tmp_path: Path) -> Iterator[Gate]:
     home = tmp_path / "home"
     init_home(home, now=1.8e9)
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "coding.yaml").write_text(BUNDLE, encoding="utf-8")
+    only_bundle(home, "coding.yaml", BUNDLE)
     opened = open_gate(home, principal="agent:coder", durability="relaxed")
     try:
         yield opened

@@ -19,25 +19,17 @@ from claude_agent_sdk import query
 
 from clearance import Client
 from clearance.integrations.claude_agent_sdk import ClearanceGuard
-from tests.integration.server.support import KEYS, Served, create_keys, free_port, make_home
+from tests.integration.server.support import Served
 
 from .claude_cli_script import ScriptedClaudeCode, ToolUse
+from .remote_support import gateway_with, log_entries
 from .test_claude_agent_sdk import BUNDLE, TASK, pre_tool_use, tools
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A ``clearance serve`` whose only bundle is the coding agent's."""
-    home = make_home(tmp_path_factory.mktemp("gateway") / "home")
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "coding.yaml").write_text(BUNDLE, encoding="utf-8")
-    served = Served(home=home, port=free_port(), keys=create_keys(home, KEYS))
-    served.start()
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from gateway_with(tmp_path_factory.mktemp("gateway"), "coding.yaml", BUNDLE)
 
 
 @pytest.fixture
@@ -50,15 +42,7 @@ def client(gateway: Served, tmp_path: Path) -> Iterator[Client]:
 
 
 def new_entries(gateway: Served, start: int) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    with gateway.client("auditor") as auditor:
-        while True:
-            page = auditor.get(
-                "/v1/log/entries", params={"start": len(entries), "limit": 1000}
-            ).json()
-            entries += [e["entry"] for e in page["entries"]]
-            if len(entries) >= page["size"]:
-                return entries[start:]
+    return log_entries(gateway)[start:]
 
 
 def run(guard: ClearanceGuard, transport: ScriptedClaudeCode) -> None:

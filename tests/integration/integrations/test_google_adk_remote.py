@@ -6,55 +6,31 @@ decisions are the gateway's, read back over the runtime API with the auditor's k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from clearance import Client
 from clearance._internal.canonical import json_digest
 from clearance.errors import Error
 from clearance.integrations.google_adk import ClearancePlugin
-from tests.integration.server.support import KEYS, Served, create_keys, free_port, make_home
+from tests.integration.server.support import Served
 
 from .framework_support import BUNDLE, TASK
+from .remote_support import AGENT, ORCHESTRATOR, ClientFor, Ledger, clients_of, gateway_with
 from .test_google_adk import Conversation, Scripted, calls, done
-from .test_langchain_remote import Ledger
-
-ClientFor = Callable[[str], Client]
-
-AGENT = KEYS["agent"][1]
-ORCHESTRATOR = KEYS["orchestrator"][1]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A ``clearance serve`` whose only bundle is the support agent's."""
-    home = make_home(tmp_path_factory.mktemp("gateway") / "home")
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "support.yaml").write_text(BUNDLE, encoding="utf-8")
-    served = Served(home=home, port=free_port(), keys=create_keys(home, KEYS))
-    served.start()
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from gateway_with(tmp_path_factory.mktemp("gateway"), "support.yaml", BUNDLE)
 
 
 @pytest.fixture
 def client_for(gateway: Served, tmp_path: Path) -> Iterator[ClientFor]:
     """``client_for(key_name)``: a Client of the gateway, closed after the test."""
-    opened: list[Client] = []
-
-    def make(key: str) -> Client:
-        client = Client(gateway.url, gateway.keys[key], spool_dir=tmp_path / f"spool-{key}")
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.close()
+    yield from clients_of(gateway, tmp_path)
 
 
 def test_the_gateway_governs_each_call_of_an_orchestrator_keyed_agent(

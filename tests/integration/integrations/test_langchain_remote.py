@@ -9,7 +9,7 @@ and without one the run fails before any tool is called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,88 +19,26 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from clearance import Client
 from clearance._internal.canonical import json_digest
 from clearance.errors import Error
 from clearance.integrations.langchain import ClearanceMiddleware
-from tests.integration.server.support import KEYS, Served, create_keys, free_port, make_home
+from tests.integration.server.support import Served
 
 from .framework_support import BUNDLE, TASK
+from .remote_support import AGENT, ORCHESTRATOR, ClientFor, Ledger, clients_of, gateway_with
 from .test_langchain import DONE, THREAD, Effects, ScriptedChatModel, calls, tool_messages
-
-ClientFor = Callable[[str], Client]
-"""Makes a Client of the gateway with the named key."""
-
-AGENT = KEYS["agent"][1]
-ORCHESTRATOR = KEYS["orchestrator"][1]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A ``clearance serve`` whose only bundle is the support agent's."""
-    home = make_home(tmp_path_factory.mktemp("gateway") / "home")
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "support.yaml").write_text(BUNDLE, encoding="utf-8")
-    served = Served(home=home, port=free_port(), keys=create_keys(home, KEYS))
-    served.start()
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from gateway_with(tmp_path_factory.mktemp("gateway"), "support.yaml", BUNDLE)
 
 
 @pytest.fixture
 def client_for(gateway: Served, tmp_path: Path) -> Iterator[ClientFor]:
     """``client_for(key_name)``: a Client of the gateway, closed after the test."""
-    opened: list[Client] = []
-
-    def make(key: str) -> Client:
-        client = Client(gateway.url, gateway.keys[key], spool_dir=tmp_path / f"spool-{key}")
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.close()
-
-
-class Ledger:
-    """The gateway's log as the auditor reads it, from the size it had at creation."""
-
-    def __init__(self, gateway: Served) -> None:
-        self.gateway = gateway
-        self.start = len(self._all())
-
-    def _all(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        with self.gateway.client("auditor") as auditor:
-            while True:
-                page = auditor.get(
-                    "/v1/log/entries", params={"start": len(entries), "limit": 1000}
-                ).json()
-                entries += [e["entry"] for e in page["entries"]]
-                if len(entries) >= page["size"]:
-                    return entries
-
-    def new(self, kind: str) -> list[dict[str, Any]]:
-        """The entries of type ``kind`` appended since this object was made."""
-        return [e for e in self._all()[self.start :] if e["type"] == kind]
-
-    def decisions(self) -> list[tuple[str, str, str]]:
-        """``(principal, action, effect)`` of the new decisions."""
-        return [
-            (e["intent"]["principal"], e["intent"]["action"], e["effect"])
-            for e in self.new("decision")
-        ]
-
-    def request(self, request_id: str) -> dict[str, Any]:
-        """``GET /v1/requests/{request_id}`` as the auditor."""
-        with self.gateway.client("auditor") as auditor:
-            reply = auditor.get(f"/v1/requests/{request_id}")
-        assert reply.status_code == 200, reply.text
-        record: dict[str, Any] = reply.json()
-        return record
+    yield from clients_of(gateway, tmp_path)
 
 
 def _agent(middleware: ClearanceMiddleware, effects: Effects, model: ScriptedChatModel) -> Any:

@@ -34,7 +34,8 @@ from tests.integration.integrations.mcp_support import (
     make_repo,
     meta,
 )
-from tests.integration.server.support import KEYS, Served, create_keys, free_port, make_home
+from tests.integration.integrations.remote_support import gateway_with
+from tests.integration.server.support import KEYS, Served
 
 PROXY_PRINCIPAL = "agent:coder"
 APPROVAL_WAIT = 2.0
@@ -49,16 +50,12 @@ GATEWAY_KEYS = {
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A ``clearance serve`` whose only bundle is the MCP example's."""
-    home = make_home(tmp_path_factory.mktemp("gateway") / "home")
-    for old in (home / "policies").glob("*.y*ml"):
-        old.unlink()
-    (home / "policies" / "mcp.yaml").write_text(EXAMPLE_BUNDLE.read_text(encoding="utf-8"))
-    served = Served(home=home, port=free_port(), keys=create_keys(home, GATEWAY_KEYS))
-    served.start()
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from gateway_with(
+        tmp_path_factory.mktemp("gateway"),
+        "mcp.yaml",
+        EXAMPLE_BUNDLE.read_text(encoding="utf-8"),
+        GATEWAY_KEYS,
+    )
 
 
 def _config(path: Path, gateway: Served, repo: Path) -> Path:
