@@ -74,6 +74,7 @@ from types import TracebackType
 from typing import Any
 
 from clearance._internal.ledger.anchor import AnchorKeeper, CheckpointAnchor
+from clearance._internal.ledger.bounded_reads import BoundedReads
 from clearance._internal.ledger.checkpoint import NoteSigner
 from clearance._internal.ledger.groupcommit import GroupCommit
 from clearance._internal.ledger.layout import Prepared, Tree, extend, prepare
@@ -93,9 +94,8 @@ from clearance._internal.ledger.sqlite_trust import (
     check_rows,
     extension_on_disk,
     latest_stored_checkpoint,
-    prove_stored,
 )
-from clearance._internal.ledger.store import Checkpoint, StoredEntry
+from clearance._internal.ledger.store import Checkpoint
 from clearance._internal.limits import DEFAULT_LIMITS, DURABILITIES, Durability
 from clearance.errors import Error, InputError, LedgerError, TamperError
 
@@ -103,13 +103,16 @@ _ADOPTING_ATTEMPTS = 4
 """Commits one batch may try when each failed one met rows another process appended."""
 
 
-class SQLiteLedger:
+class SQLiteLedger(BoundedReads):
     """A :class:`~clearance._internal.ledger.store.LedgerStore` in one SQLite file.
 
     Use :meth:`open`."""
 
     shared = False
     """One process appends to the file at a time (another writer is adopted, rarely)."""
+
+    _reads: LedgerReader
+    """The reads of :class:`~.bounded_reads.BoundedReads`, over this file."""
 
     def __init__(
         self,
@@ -133,6 +136,7 @@ class SQLiteLedger:
         self._origin = origin
         self._interval = checkpoint_interval
         self._reads = LedgerReader(path)
+        self._where = str(path)
         self._closed = False
         self._broken: LedgerError | None = None
         self._tree = Tree(0, ())
@@ -463,52 +467,7 @@ class SQLiteLedger:
         self._check_usable()
         return self._reads.checkpoints(self._origin)
 
-    # --- reading ---------------------------------------------------------------------------
-
-    def size(self) -> int:
-        """The number of committed entries."""
-        return self._tree.size
-
-    def _check_size(self, size: int) -> None:
-        self._check_usable()
-        current = self._tree.size
-        if not 0 <= size <= current:
-            raise LedgerError(f"no tree of size {size}: the ledger has {current} entries")
-
-    def get(self, index: int) -> StoredEntry:
-        """The entry at ``index``; LedgerError when out of range."""
-        self._check_usable()
-        size = self._tree.size
-        if not 0 <= index < size:
-            raise LedgerError(f"no entry {index}: the ledger has {size} entries")
-        return self._reads.entry(index)
-
-    def scan(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEntry]:
-        """Entries with ``start <= index < stop`` in index order (read in chunks)."""
-        self._check_usable()
-        if start < 0:
-            raise LedgerError(f"scan start must be non-negative, got {start}")
-        size = self._tree.size
-        return self._reads.scan(start, size if stop is None else min(stop, size))
-
-    def find(self, kind: str, ref: str) -> list[StoredEntry]:
-        """Entries of ``type == kind`` whose :func:`index_ref` is ``ref``, in index order."""
-        self._check_usable()
-        return self._reads.find(kind, ref, self._tree.size)
-
-    def trace(self, trace_id: str) -> list[StoredEntry]:
-        """Every entry whose ``trace_id`` is ``trace_id``, in index order."""
-        self._check_usable()
-        return self._reads.trace(trace_id, self._tree.size)
-
-    def of_type(self, kind: str, start: int = 0) -> Iterator[StoredEntry]:
-        """Committed entries of type ``kind`` (with a lookup ref) from index ``start`` on.
-
-        Read through the ``(type, ref)`` index or along the primary key, whichever reads
-        less (:meth:`LedgerReader.of_type`); not proven (see :meth:`prove`).
-        """
-        self._check_usable()
-        return self._reads.of_type(kind, max(start, 0), self._tree.size)
+    # --- reading (the rest is BoundedReads) ------------------------------------------------
 
     def refresh(self) -> bool:
         """Adopt entries another process committed to the file; True when there were any.
@@ -542,54 +501,6 @@ class SQLiteLedger:
             self._tree = tree
             self._generation += 1
             return True
-
-    def prove(self, stored: StoredEntry) -> StoredEntry:
-        """Return ``stored`` once its leaf is proven at its index in the verified tree.
-
-        The tree is the in-memory one: proven at open to extend the anchored and
-        signed checkpoints, then extended only by this store's commits (or by rows
-        proven to extend it after a failed commit). The RFC 9162 §2.1.1 leaf hash of
-        ``stored.leaf`` and a §2.1.3 inclusion proof (one query, O(log n) hashes)
-        must lead to its root; TamperError(index=stored.index) otherwise. The parsed
-        ``stored.entry`` is taken to be what the reader parsed from ``stored.leaf``.
-        """
-        self._check_usable()
-        return prove_stored(self._reads, self._path, stored, self._tree)
-
-    def last_in_trace(self, trace_id: str, kind: str) -> StoredEntry | None:
-        """The newest committed entry of type ``kind`` in trace ``trace_id``, proven.
-
-        One indexed query (``entries_by_trace_type``, ``ORDER BY idx DESC LIMIT 1``)
-        then :meth:`prove`. TamperError when the row's leaf does not have that type
-        and trace id (an edited derived column) or does not prove.
-        """
-        self._check_usable()
-        tree = self._tree
-        found = self._reads.last_in_trace(trace_id, kind, tree.size)
-        return None if found is None else prove_stored(self._reads, self._path, found, tree)
-
-    def root(self, size: int | None = None) -> bytes:
-        """The RFC 9162 root hash of the first ``size`` leaves (default: all)."""
-        self._check_usable()
-        tree = self._tree
-        if size is None or size == tree.size:
-            return tree.root
-        self._check_size(size)
-        return self._reads.root(size)
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """RFC 9162 §2.1.3 inclusion proof of leaf ``index`` in the tree of ``size``."""
-        self._check_size(size)
-        if not 0 <= index < size:
-            raise LedgerError(f"leaf index {index} is outside a tree of size {size}")
-        return self._reads.inclusion_proof(index, size)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        """RFC 9162 §2.1.4 consistency proof from ``size1`` to ``size2``."""
-        self._check_size(size2)
-        if not 0 < size1 <= size2:
-            raise LedgerError(f"no consistency proof from size {size1} to size {size2}")
-        return self._reads.consistency_proof(size1, size2)
 
     # --- closing ---------------------------------------------------------------------------
 

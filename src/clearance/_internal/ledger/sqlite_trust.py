@@ -31,8 +31,9 @@ In order:
 
 Steps 1, 2 and 4 read O(log n) rows and are the backend-neutral checks of
 :mod:`clearance._internal.ledger.trust`, run through :class:`SQLiteTree`. Leaf *bytes*
-are not hashed here: a leaf edited in place is caught when read (:func:`prove_stored`,
-behind :meth:`SQLiteLedger.prove`) and by the full audit. After a failed commit,
+are not hashed here: a leaf edited in place is caught when read
+(:func:`~clearance._internal.ledger.trust.prove_stored`, behind
+:meth:`SQLiteLedger.prove`) and by the full audit. After a failed commit,
 :func:`extension_on_disk` applies the same rules to whatever another writer added.
 """
 
@@ -51,7 +52,7 @@ from clearance._internal.ledger.layout import Tree
 from clearance._internal.ledger.sqlite_db import load_tree
 from clearance._internal.ledger.sqlite_reader import LedgerReader, range_hashes
 from clearance._internal.ledger.sqlite_rows import first_bad_row
-from clearance._internal.ledger.store import Checkpoint, StoredEntry
+from clearance._internal.ledger.store import Checkpoint
 
 ROW_CHECK_THREADS = min(4, os.cpu_count() or 1)
 """Read connections that check rows in parallel when a large ledger opens."""
@@ -152,15 +153,6 @@ def check_rows(reads: LedgerReader, size: int) -> None:
         error = future.exception()
         if error is not None:
             raise error
-
-
-def prove_stored(reads: LedgerReader, path: Path, stored: StoredEntry, tree: Tree) -> StoredEntry:
-    """``stored`` once its leaf is proven at its index in ``tree`` (RFC 9162 §2.1.3).
-
-    TamperError(index=stored.index) when the index is outside the tree or the leaf's
-    hash and its inclusion proof do not lead to the tree's root.
-    """
-    return trust.prove_stored(reads.inclusion_proof, str(path), stored, tree)
 
 
 def extension_on_disk(conn: sqlite3.Connection, path: Path, old: Tree) -> Tree:
