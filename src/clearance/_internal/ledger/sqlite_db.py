@@ -174,7 +174,7 @@ def connect(path: Path, *, read_only: bool, busy_timeout: float = 10.0) -> sqlit
     return conn
 
 
-_SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
+SYNCHRONOUS: dict[str, str] = {"durable": "FULL", "relaxed": "NORMAL"}
 """``durable`` fsyncs every commit; ``relaxed`` only at WAL checkpoints (see :mod:`.sqlite`)."""
 
 
@@ -191,7 +191,7 @@ def open_writer(path: Path, durability: str, origin: str, vkey: str) -> sqlite3.
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise LedgerError(f"ledger at {path} cannot use WAL mode (got {mode!r})")
-            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[durability]}")
             initialise(conn, path, origin, vkey)
     except BaseException:
         conn.close()
