@@ -8,6 +8,7 @@ traceback. The gate is closed (its last checkpoint signed) however the server st
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import signal
@@ -107,9 +108,29 @@ def serve(
         # after a clean stop, as process managers expect), so `finally` and atexit hooks
         # run instead of the process dying on the re-raised signal.
         signal.signal(signal.SIGTERM, _stopped)
+        config.load()  # import the app's and the server's code before the heap is settled
+        settle_heap()
         uvicorn.Server(config).run()
     finally:
         state.close()  # idempotent: the app closed it already unless it never stopped cleanly
+
+
+def settle_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
+
+    A server process starts with about 100,000 container objects (modules, the app and
+    its OpenAPI models, the policy bundle, compiled CEL programs) that live as long as it
+    does. The collector's full (generation 2) pass walks all of them, with the GIL held:
+    about 80-100 ms on this 2-core machine, every second or two under load, which stalled
+    every request in flight (``clearance bench --http``: answers clustered at ~100 ms, a
+    p99 of 65-110 ms over a p50 of 12-16 ms). Frozen, they are never walked again, and a
+    full pass only covers what requests leave behind (bounded caches): 8-19 ms, p99
+    23-25 ms. The process owns its heap, so this is done here, not by the library, whose
+    host application's garbage is its own business. Garbage is collected first, so
+    nothing unreachable is frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _stopped(signum: int, frame: object) -> None:

@@ -15,6 +15,7 @@ A gauge that cannot be read is left out of that scrape and logged, never invente
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -85,6 +86,11 @@ class _Gauges(Collector):
                 "clearance_approvals_pending",
                 "Approvals waiting for a decision.",
                 self._probes.approvals_pending,
+            ),
+            (
+                "clearance_gc_frozen_objects",
+                "Objects clearance serve moved out of the garbage collector's reach at start.",
+                gc.get_freeze_count,
             ),
         )
         for name, text, probe in specs:
