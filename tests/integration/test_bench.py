@@ -102,4 +102,6 @@ def test_bench_http_drives_a_real_server(tmp_path: Path) -> None:
     # Every authorization was allowed with a grant and every grant reported once.
     assert numbers["http_errors"] == numbers["http_auth_errors"] == numbers["http_exec_errors"] == 0
     assert numbers["http_requests"] == 300
+    for phase in ("http_auth", "http_exec", "http_floor"):
+        assert 0 < numbers[f"{phase}_busy_cores"] <= (os.cpu_count() or 1), phase
     assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,15 @@ previous answer arrived (a closed loop, as ``wrk`` does):
 * **floor** — ``GET /healthz`` (no key, no body, no gate) the same number of times:
   what the HTTP stack alone sustains here, the ceiling any endpoint can reach.
 
+Each phase also reports ``<prefix>_busy_cores``: how many of the machine's cores were
+busy on average during it (every process: the gateways, the database, the load
+generator; from ``/proc/stat``, absent elsewhere), and the PostgreSQL runs turn that into
+the machine's CPU time per authorization, ``pg_cpu_us_per_auth_1`` and ``_2``. Nothing
+on one machine goes past ``os.cpu_count()`` busy cores, so two gateways can at most
+reach ``cores / pg_cpu_us_per_auth_2`` authorizations per second, whatever the
+scheduling: ``pg_scaling_bound_2`` is that over one gateway's throughput, the most the
+scaling ratio could be on this machine at the CPU cost the two gateways measured.
+
 The load generator writes pre-encoded requests on raw asyncio streams and parses
 only the status line and ``Content-Length``: it costs the server's two cores as
 little as a client can (an httpx client would spend more CPU per request than the
@@ -53,6 +62,26 @@ _INTENT: dict[str, Any] = {
 }
 
 
+def machine_jiffies() -> tuple[int, int] | None:
+    """``(busy, total)`` CPU time of the whole machine so far, in clock ticks (``/proc/stat``),
+    or None where there is no such file."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Cores busy on average between two :func:`machine_jiffies` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return round(share * (os.cpu_count() or 1), 2)
+
+
 @dataclass
 class Phase:
     """What one phase of the load measured."""
@@ -61,12 +90,14 @@ class Phase:
     errors: int = 0
     wall_s: float = 0.0
     bodies: list[bytes] = field(default_factory=list)
+    busy_cores: float | None = None
 
-    def summary(self, prefix: str) -> dict[str, float | int]:
-        """``<prefix>_per_s``, ``_p50_ms``, ``_p99_ms`` and ``<prefix>_errors``."""
+    def summary(self, prefix: str) -> dict[str, float | int | None]:
+        """``<prefix>_per_s``, ``_p50_ms``, ``_p99_ms``, ``_busy_cores`` and ``_errors``."""
         ordered = sorted(self.latencies_ns)
         done = len(ordered)
         return {
+            f"{prefix}_busy_cores": self.busy_cores,
             f"{prefix}_per_s": round(done / self.wall_s, 1) if self.wall_s else 0.0,
             f"{prefix}_p50_ms": round(statistics.median(ordered) / 1e6, 2) if done else 0.0,
             f"{prefix}_p99_ms": round(ordered[min(done - 1, int(done * 0.99))] / 1e6, 2)
@@ -126,9 +157,10 @@ async def _drive(
         finally:
             writer.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), machine_jiffies()
     await asyncio.gather(*(client(ports[n % len(ports)]) for n in range(clients)))
     phase.wall_s = time.perf_counter() - started
+    phase.busy_cores = busy_cores(cpu, machine_jiffies())
     return phase
 
 
@@ -293,7 +325,9 @@ def scratch_schema(database: str) -> Iterator[str]:
 def postgres_benchmark(*, requests: int, clients: int, database: str) -> dict[str, Any]:
     """The same load on SQLite, on PostgreSQL with one gateway, and with two (each in a
     fresh schema of ``database``): ``pg_auth_per_s_1``, ``pg_auth_per_s_2``,
-    ``pg_auth_p99_ms_2`` and the rest, plus ``pg_scaling_2_over_1``."""
+    ``pg_auth_p99_ms_2`` and the rest, plus ``pg_scaling_2_over_1`` and, where the
+    machine's CPU time can be read, ``pg_cpu_us_per_auth_*`` and ``pg_scaling_bound_2``
+    (see the module docstring)."""
     results: dict[str, Any] = {"http_clients": clients, "http_requests": requests}
     sqlite = http_benchmark(requests=requests, clients=clients)
     results["sqlite_auth_per_s"] = sqlite["http_auth_per_s"]
@@ -304,11 +338,20 @@ def postgres_benchmark(*, requests: int, clients: int, database: str) -> dict[st
             run = http_benchmark(
                 requests=requests, clients=clients, database=url, gateways=gateways
             )
-        for key in ("per_s", "p50_ms", "p99_ms"):
+        for key in ("per_s", "p50_ms", "p99_ms", "busy_cores"):
             results[f"pg_auth_{key}_{gateways}"] = run[f"http_auth_{key}"]
             results[f"pg_exec_{key}_{gateways}"] = run[f"http_exec_{key}"]
         errors += run["http_errors"]
     one, two = results["pg_auth_per_s_1"], results["pg_auth_per_s_2"]
     results["pg_scaling_2_over_1"] = round(two / one, 2) if one else 0.0
+    for gateways in (1, 2):
+        used, rate = results[f"pg_auth_busy_cores_{gateways}"], results[f"pg_auth_per_s_{gateways}"]
+        results[f"pg_cpu_us_per_auth_{gateways}"] = (
+            round(used / rate * 1e6) if used and rate else None
+        )
+    cost = results["pg_cpu_us_per_auth_2"]
+    results["pg_scaling_bound_2"] = (
+        round((os.cpu_count() or 1) * 1e6 / cost / one, 2) if cost and one else None
+    )
     results["http_errors"] = errors
     return results

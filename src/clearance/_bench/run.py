@@ -549,7 +549,7 @@ def run_http_bench(
     table = Table(
         title=f"Runtime API on loopback ({clients} clients, SQLite, durable)", title_justify="left"
     )
-    for name in ("endpoint", "requests/s", "p50 ms", "p99 ms", "errors", "target"):
+    for name in ("endpoint", "requests/s", "p50 ms", "p99 ms", "errors", "busy cores", "target"):
         table.add_column(name, justify="left" if name in ("endpoint", "target") else "right")
     for label, prefix, target in (
         ("POST /v1/authorize", "http_auth", "≥ 2000/s, p99 ≤ 25 ms, 0 errors"),
@@ -562,10 +562,15 @@ def run_http_bench(
             f"{results[f'{prefix}_p50_ms']:.2f}",
             f"{results[f'{prefix}_p99_ms']:.2f}",
             str(results[f"{prefix}_errors"]),
+            _cores(results[f"{prefix}_busy_cores"]),
             target,
         )
     console.print(table)
     return results
+
+
+def _cores(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def run_postgres_bench(
@@ -587,10 +592,15 @@ def run_postgres_bench(
     table = Table(
         title=f"POST /v1/authorize on loopback ({clients} clients, durable)", title_justify="left"
     )
-    for name in ("store", "gateways", "authorizations/s", "p50 ms", "p99 ms"):
+    for name in ("store", "gateways", "authorizations/s", "p50 ms", "p99 ms", "busy cores"):
         table.add_column(name, justify="left" if name == "store" else "right")
     table.add_row(
-        "SQLite", "1", f"{results['sqlite_auth_per_s']:.0f}", "", f"{results['sqlite_auth_p99_ms']}"
+        "SQLite",
+        "1",
+        f"{results['sqlite_auth_per_s']:.0f}",
+        "",
+        f"{results['sqlite_auth_p99_ms']}",
+        "",
     )
     for gateways in (1, 2):
         table.add_row(
@@ -599,10 +609,19 @@ def run_postgres_bench(
             f"{results[f'pg_auth_per_s_{gateways}']:.0f}",
             f"{results[f'pg_auth_p50_ms_{gateways}']:.2f}",
             f"{results[f'pg_auth_p99_ms_{gateways}']:.2f}",
+            _cores(results[f"pg_auth_busy_cores_{gateways}"]),
         )
     console.print(table)
+    bound = results["pg_scaling_bound_2"]
     console.print(
         f"2 gateways / 1 gateway: {results['pg_scaling_2_over_1']}× (target ≥ 1.6×, p99 ≤ 25 ms); "
         f"errors: {results['http_errors']}"
+        + (
+            f"\nat most {bound}× on this machine: {os.cpu_count()} cores at the CPU time two "
+            f"gateways took per authorization ({results['pg_cpu_us_per_auth_2']} µs of every "
+            f"process; one gateway: {results['pg_cpu_us_per_auth_1']} µs)"
+            if bound is not None
+            else ""
+        )
     )
     return results

@@ -52,6 +52,18 @@ def test_the_bench_compares_sqlite_and_one_and_two_gateways(tmp_path: Path, pg_u
     assert numbers["pg_scaling_2_over_1"] == round(
         numbers["pg_auth_per_s_2"] / numbers["pg_auth_per_s_1"], 2
     )
+    # Where the machine's CPU time is readable (here: Linux), each phase says how many
+    # cores were busy and what an authorization cost; the bound follows from those.
+    cores = os.cpu_count() or 1
+    for gateways in (1, 2):
+        busy = numbers[f"pg_auth_busy_cores_{gateways}"]
+        assert 0 < busy <= cores
+        assert numbers[f"pg_cpu_us_per_auth_{gateways}"] == round(
+            busy / numbers[f"pg_auth_per_s_{gateways}"] * 1e6
+        )
+    assert numbers["pg_scaling_bound_2"] == round(
+        cores * 1e6 / numbers["pg_cpu_us_per_auth_2"] / numbers["pg_auth_per_s_1"], 2
+    )
     assert _schemas() == before  # the scratch schemas are gone
     assert list(tmp_path.iterdir()) == []
 
@@ -60,6 +72,7 @@ def test_the_table_and_a_database_without_http(tmp_path: Path, pg_url: str) -> N
     table = _bench(tmp_path, "--database", f"{SERVER}/{DATABASE}")
     assert table.returncode == 0, table.stderr
     assert "2 gateways / 1 gateway" in table.stdout
+    assert "on this machine:" in table.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "clearance", "bench", "--database", f"{SERVER}/{DATABASE}"],
         capture_output=True,
