@@ -31,6 +31,10 @@ REQUIRED = (
     "phase_total_us_relaxed",
     "fsync_p50_us",
     "governed_durable_over_fsync",
+    "sqlite_insert_p50_us",
+    "floor_p50_us_relaxed",
+    "floor_over_crypto_relaxed",
+    "governed_over_floor_relaxed",
 )
 
 
@@ -56,6 +60,13 @@ def test_bench_quick_json(tmp_path: Path) -> None:
         assert not isinstance(value, bool), key
         assert value > 0, key
     assert numbers["quick"] is True
+    # The floor is the sum of what a relaxed call cannot skip, each measured in this run.
+    assert numbers["floor_p50_us_relaxed"] == round(
+        numbers["phase_intent_digest_us_relaxed"]
+        + numbers["phase_evaluation_us_relaxed"]
+        + numbers["sqlite_insert_p50_us"],
+        1,
+    )
     assert "ledger_verify_s_1e6" not in numbers  # the 10^6 runs are skipped with --quick
     assert list(tmp_path.iterdir()) == []  # everything ran in a temporary home
 

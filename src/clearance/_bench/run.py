@@ -30,6 +30,8 @@ What is measured:
 * **breakdown** — the same pipeline executed phase by phase with the same
   components, each phase timed on its own, to show where a governed call
   spends its time (what remains is the gate's own bookkeeping).
+* **floor** — :mod:`clearance._bench.floor`: a bare SQLite commit of a decision-sized
+  row, added to the digest and evaluation phases: what a relaxed call cannot skip.
 * **ledger** — :mod:`clearance._bench.ledger`: appends/s with 1 and 8 writers in
   both modes, proof p50 at growing sizes, and a full audit of a 10^6-entry log
   (10^6 runs are skipped with ``--quick``).
@@ -50,6 +52,7 @@ from typing import Any, cast
 from rich.console import Console
 from rich.table import Table
 
+from clearance._bench.floor import sqlite_insert_baseline
 from clearance._internal.home import init_home
 from clearance._internal.intent import Intent
 from clearance._internal.limits import Durability
@@ -433,6 +436,20 @@ def collect(*, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
             phases = phase_breakdown(home, mode, iterations=60 if quick else 500)
             for phase, micros in phases.items():
                 results[_phase_key(phase, mode)] = micros
+        # The floor of a relaxed call (clearance._bench.floor): digest, evaluation and a
+        # bare commit of the decision row; what is left of the target for everything else.
+        results["sqlite_insert_p50_us"] = sqlite_insert_baseline(root, 2000 if quick else 10000)
+        floor = round(
+            results[_phase_key("intent digest", "relaxed")]
+            + results[_phase_key("evaluation", "relaxed")]
+            + results["sqlite_insert_p50_us"],
+            1,
+        )
+        results["floor_p50_us_relaxed"] = floor
+        results["floor_over_crypto_relaxed"] = round(floor / crypto, 2)
+        results["governed_over_floor_relaxed"] = round(
+            results["governed_p50_us_relaxed"] / max(floor, 1e-9), 2
+        )
         progress("ledger: appends, proofs" + ("" if quick else ", audit of 10^6 entries"))
         ledger_dir = root / "ledger"
         ledger_dir.mkdir()
@@ -472,6 +489,14 @@ def _tables(results: dict[str, Any], console: Console) -> None:
         "",
     )
     main.add_row("yardstick: OpenSSL Ed25519 sign + verify", f"{crypto:.1f}", "", "", "")
+    main.add_row(
+        f"floor: digest + evaluation + bare commit ({results['floor_over_crypto_relaxed']:.2f}× "
+        f"yardstick; relaxed call = {results['governed_over_floor_relaxed']:.2f}× floor)",
+        f"{results['floor_p50_us_relaxed']:.1f}",
+        "",
+        "",
+        "",
+    )
     main.add_row(
         "one fsync (append 4 KiB + fdatasync); durable call beyond it: "
         f"{results['governed_durable_over_fsync']:.2f}× yardstick",
@@ -528,100 +553,4 @@ def run_bench(*, quick: bool, as_json: bool, console: Console) -> dict[str, Any]
         sys.stdout.write(json.dumps(results, sort_keys=True) + "\n")
     else:
         _tables(results, console)
-    return results
-
-
-def run_http_bench(
-    *, requests: int, clients: int, as_json: bool, console: Console
-) -> dict[str, Any]:
-    """``clearance bench --http``: :func:`clearance._bench.http.http_benchmark`, printed."""
-    from clearance._bench.http import http_benchmark
-
-    if not as_json:
-        Console(stderr=True, highlight=False).print(
-            f"[dim]… clearance serve on loopback: {requests} authorizations, then {requests} "
-            f"outcome reports, {clients} concurrent clients[/]"
-        )
-    results = http_benchmark(requests=requests, clients=clients)
-    if as_json:
-        sys.stdout.write(json.dumps(results, sort_keys=True) + "\n")
-        return results
-    table = Table(
-        title=f"Runtime API on loopback ({clients} clients, SQLite, durable)", title_justify="left"
-    )
-    for name in ("endpoint", "requests/s", "p50 ms", "p99 ms", "errors", "busy cores", "target"):
-        table.add_column(name, justify="left" if name in ("endpoint", "target") else "right")
-    for label, prefix, target in (
-        ("POST /v1/authorize", "http_auth", "≥ 2000/s, p99 ≤ 25 ms, 0 errors"),
-        ("POST /v1/executions", "http_exec", ""),
-        ("GET /healthz (the HTTP stack alone)", "http_floor", "the ceiling"),
-    ):
-        table.add_row(
-            label,
-            f"{results[f'{prefix}_per_s']:.0f}",
-            f"{results[f'{prefix}_p50_ms']:.2f}",
-            f"{results[f'{prefix}_p99_ms']:.2f}",
-            str(results[f"{prefix}_errors"]),
-            _cores(results[f"{prefix}_busy_cores"]),
-            target,
-        )
-    console.print(table)
-    return results
-
-
-def _cores(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def run_postgres_bench(
-    *, requests: int, clients: int, database: str, as_json: bool, console: Console
-) -> dict[str, Any]:
-    """``clearance bench --http --database URL``: SQLite, then PostgreSQL with one and
-    two gateways (:func:`clearance._bench.http.postgres_benchmark`), printed."""
-    from clearance._bench.http import postgres_benchmark
-
-    if not as_json:
-        Console(stderr=True, highlight=False).print(
-            f"[dim]… {requests} authorizations and outcome reports, {clients} clients: SQLite, "
-            "then PostgreSQL with 1 and 2 gateway processes[/]"
-        )
-    results = postgres_benchmark(requests=requests, clients=clients, database=database)
-    if as_json:
-        sys.stdout.write(json.dumps(results, sort_keys=True) + "\n")
-        return results
-    table = Table(
-        title=f"POST /v1/authorize on loopback ({clients} clients, durable)", title_justify="left"
-    )
-    for name in ("store", "gateways", "authorizations/s", "p50 ms", "p99 ms", "busy cores"):
-        table.add_column(name, justify="left" if name == "store" else "right")
-    table.add_row(
-        "SQLite",
-        "1",
-        f"{results['sqlite_auth_per_s']:.0f}",
-        "",
-        f"{results['sqlite_auth_p99_ms']}",
-        "",
-    )
-    for gateways in (1, 2):
-        table.add_row(
-            "PostgreSQL",
-            str(gateways),
-            f"{results[f'pg_auth_per_s_{gateways}']:.0f}",
-            f"{results[f'pg_auth_p50_ms_{gateways}']:.2f}",
-            f"{results[f'pg_auth_p99_ms_{gateways}']:.2f}",
-            _cores(results[f"pg_auth_busy_cores_{gateways}"]),
-        )
-    console.print(table)
-    bound = results["pg_scaling_bound_2"]
-    console.print(
-        f"2 gateways / 1 gateway: {results['pg_scaling_2_over_1']}× (target ≥ 1.6×, p99 ≤ 25 ms); "
-        f"errors: {results['http_errors']}"
-        + (
-            f"\nat most {bound}× on this machine: {os.cpu_count()} cores at the CPU time two "
-            f"gateways took per authorization ({results['pg_cpu_us_per_auth_2']} µs of every "
-            f"process; one gateway: {results['pg_cpu_us_per_auth_1']} µs)"
-            if bound is not None
-            else ""
-        )
-    )
     return results

@@ -226,7 +226,7 @@ def bench(
     if bench_database is not None and not http:
         raise InputError("bench --database needs --http")
     if http:
-        from clearance._bench.run import run_http_bench, run_postgres_bench
+        from clearance._bench.http_report import run_http_bench, run_postgres_bench
 
         if bench_database is not None:
             from clearance._internal.postgres import check_url
