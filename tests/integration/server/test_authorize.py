@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from clearance import Intent
+from clearance._internal.grants.token import peek_claims
 from tests.integration.server.conftest import open_trace
 
 PAY = {"to": "acme-supplies", "amount": 120, "currency": "EUR"}
@@ -30,7 +31,9 @@ def test_allow_returns_a_grant_bound_to_the_normalized_intent(
     assert body["facts"]["count"] == 0
     assert isinstance(body["ledger_index"], int)
     assert body["grant"].count(".") == 2
-    assert body["expires_at"] > 0
+    claims = peek_claims(body["grant"])
+    assert claims is not None
+    assert body["expires_at"] == claims["exp"]  # the grant's own expiry
     assert set(body) == {
         "request_id",
         "effect",

@@ -112,7 +112,7 @@ class Authorizer:
         ``gate.execute``): the grant is an EdDSA JWT they verify with public keys.
         """
         authorization, claims, key = self.decide(binding, audience=audience)
-        return replace(authorization, grant=issue_grant(key, claims))
+        return replace(authorization, grant=issue_grant(key, claims), expires_at=claims.exp)
 
     def decide(
         self, binding: Binding, *, audience: str

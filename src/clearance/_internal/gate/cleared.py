@@ -31,6 +31,9 @@ class Authorization:
     facts: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     """The trace facts the decision was made with, as logged in its entry (None when
     the authorization was rebuilt from a grant, not decided here)."""
+    expires_at: int | None = field(default=None, compare=False, repr=False)
+    """The grant's ``exp`` (POSIX seconds) when this gate signed it (None otherwise: read
+    it from the grant)."""
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The bodies of a decision over HTTP: ``allow`` (200), ``approval_required`` (202).
 
 Both are assembled from what the gate logged: the facts are read back from the decision
-entry (what the policy saw), the grant's expiry from the grant itself. A 202 carries the
+entry (what the policy saw), the grant's expiry from the authorization when the gate has
+just signed it, else from the grant itself. A 202 carries the
 normalized intent the caller must present once the approval is granted: the bound
 intent (principal and trace filled in) with the arguments as sent, checked against the
 digest the decision entry logged, so a redacted argument never stands in for the real
@@ -33,7 +34,9 @@ def _facts(gate: Gate, authorization: Authorization) -> dict[str, Any]:
 def allowed_body(gate: Gate, authorization: Authorization) -> dict[str, Any]:
     """The 200 body of an ``allow`` (or of a grant collected after approval)."""
     decision = authorization.decision
-    claims = peek_claims(authorization.grant) or {}
+    expires = authorization.expires_at
+    if expires is None:  # a grant this gate did not just sign (collected after approval)
+        expires = int((peek_claims(authorization.grant) or {}).get("exp", 0))
     return {
         "request_id": authorization.request_id,
         "effect": "allow",
@@ -44,7 +47,7 @@ def allowed_body(gate: Gate, authorization: Authorization) -> dict[str, Any]:
         "intent": authorization.intent.to_json(),
         "intent_digest": authorization.intent.digest,
         "grant": authorization.grant,
-        "expires_at": int(claims.get("exp", 0)),
+        "expires_at": expires,
     }
 
 

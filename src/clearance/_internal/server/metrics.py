@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -238,10 +238,19 @@ class ServerMetrics:
         """The last minutes of decisions (the console's health page reads them)."""
         self._actions: set[str] = set()
         self._lock = threading.Lock()
+        self._counters: dict[tuple[str, str], Any] = {}
+        """The labelled children of ``decisions`` already looked up (``labels()`` takes a
+        lock and builds a key on every call; this is one dict read on the hot path)."""
 
     def decided(self, effect: str, action: str, seconds: float | None) -> None:
         """Count one decision (and its latency, when it was timed)."""
-        self.decisions.labels(effect=effect, action=self._action_label(action)).inc()
+        counter = self._counters.get((effect, action))
+        if counter is None:
+            label = self._action_label(action)
+            counter = self.decisions.labels(effect=effect, action=label)
+            if label == action:  # "other" stays a lookup, so the map stays bounded
+                self._counters[(effect, action)] = counter
+        counter.inc()
         if seconds is not None:
             self.decision_seconds.observe(seconds)
         self.recent.record(effect, seconds)
