@@ -124,10 +124,10 @@ def settle_heap() -> None:
     about 80-100 ms on this 2-core machine, every second or two under load, which stalled
     every request in flight (``clearance bench --http``: answers clustered at ~100 ms, a
     p99 of 65-110 ms over a p50 of 12-16 ms). Frozen, they are never walked again, and a
-    full pass only covers what requests leave behind (bounded caches): 8-19 ms, p99
-    23-25 ms. The process owns its heap, so this is done here, not by the library, whose
-    host application's garbage is its own business. Garbage is collected first, so
-    nothing unreachable is frozen.
+    full pass only covers what requests leave behind (bounded caches): 8-19 ms, and the
+    p99 was 21-35 ms in ten runs. The process owns its heap, so this is done here, not by
+    the library, whose host application's garbage is its own business. Garbage is
+    collected first, so nothing unreachable is frozen.
     """
     gc.collect()
     gc.freeze()
