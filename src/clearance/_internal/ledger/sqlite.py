@@ -31,7 +31,7 @@ Invariants (see also :mod:`clearance._internal.ledger.store`):
   (:mod:`clearance._internal.sqlite_wal`): a commit there never fsyncs, so the
   automatic checkpoint's fsyncs (of the log, of the file, then of the log's header when
   it rewinds), which SQLite runs inside whichever commit takes the log past 1,000 pages,
-  were the only ones a caller ever waited for (the relaxed governed call's p99 was 5×
+  were the only ones a caller ever waited for (the relaxed governed call's p99 was 4-6×
   its p50). In ``durable`` mode every commit already waits
   for an fsync of the log, and a checkpoint running beside it slowed those down more
   than it saved at the tail (``clearance bench``, one thread: p50 295 → 440 µs), so
