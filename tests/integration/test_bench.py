@@ -116,3 +116,31 @@ def test_bench_http_drives_a_real_server(tmp_path: Path) -> None:
     for phase in ("http_auth", "http_exec", "http_floor"):
         assert 0 < numbers[f"{phase}_busy_cores"] <= (os.cpu_count() or 1), phase
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_bench_http_prints_its_table(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CLEARANCE_HOME"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clearance",
+            "bench",
+            "--http",
+            "--requests",
+            "60",
+            "--clients",
+            "4",
+        ],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for row in ("POST /v1/authorize", "POST /v1/executions", "GET /healthz", "busy cores"):
+        assert row in result.stdout, row
+    assert "60 authorizations, then 60 outcome reports, 4 concurrent clients" in result.stderr
