@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -238,7 +238,7 @@ class ServerMetrics:
         """The last minutes of decisions (the console's health page reads them)."""
         self._actions: set[str] = set()
         self._lock = threading.Lock()
-        self._counters: dict[tuple[str, str], Any] = {}
+        self._counters: dict[tuple[str, str], Counter] = {}
         """The labelled children of ``decisions`` already looked up (``labels()`` takes a
         lock and builds a key on every call; this is one dict read on the hot path)."""
 
