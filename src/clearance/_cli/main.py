@@ -213,15 +213,17 @@ def bench(
     decision's (durable), and OS-buffered (relaxed), beside the cost of one
     fsync on the same file system; the same call at trace lengths 1,
     1,000 and 10,000; authorize + execute with a signed grant; a breakdown of
-    where a governed call spends its time; and ledger appends, proofs and
-    audit. Medians of repeated runs are reported, with ratios to an OpenSSL
-    Ed25519 sign + verify measured alongside.
+    where a governed call spends its time; the floor of a relaxed call (digest,
+    evaluation and a bare SQLite commit); and ledger appends, proofs and audit.
+    Medians of repeated runs are reported, with ratios to an OpenSSL Ed25519
+    sign + verify measured alongside.
 
     With --http: starts `clearance serve` (SQLite, durable) on a temporary home and
     drives POST /v1/authorize, then POST /v1/executions for every grant, from
-    --clients keep-alive connections; reports requests/s, p50, p99 and errors.
-    With --http --database postgresql://...: the same load on SQLite, then on
-    PostgreSQL with one and with two gateway processes.
+    --clients keep-alive connections; reports requests/s, p50, p99, errors and the
+    machine's busy cores. With --http --database postgresql://...: the same load on
+    SQLite, then on PostgreSQL with one and with two gateway processes, with the CPU
+    time per authorization and the most two gateways could scale on this machine.
     """
     if bench_database is not None and not http:
         raise InputError("bench --database needs --http")
